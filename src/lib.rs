@@ -1,18 +1,47 @@
 //! `infinium._core`: the Rust core of the infinium SDK.
 //!
 //! One module, one job: `payload` (validation + JSON writer), `transport`
-//! (reqwest client, retries, status mapping), `limiter` (GCRA), `batch`
-//! (concurrent sender), `server` (the local Infinium API), `runtime` (the one
-//! tokio runtime), `error` (the one error type and its Python mapping).
+//! (reqwest client, retries, status mapping), `limiter` (GCRA), `bridge`
+//! (sync waits and asyncio futures), `client` (the pyclass the Python clients
+//! drive), `runtime` (the one tokio runtime), `error` (the one error type and
+//! its Python mapping).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::prelude::*;
 
+pub mod batch;
+pub mod bridge;
+pub mod client;
 pub mod error;
 pub mod json;
+pub mod limiter;
+pub mod payload;
 pub mod runtime;
+pub mod transport;
+
+/// Run `f`, turning an `Error` into the matching Python exception and a
+/// panic into `InfiniumError` instead of unwinding into the interpreter.
+pub fn guard<T>(f: impl FnOnce() -> Result<T, error::Error>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(PyErr::from),
+        Err(p) => Err(error::from_panic(p).into()),
+    }
+}
+
+/// Interpreter shutdown has begun: stop calling into Python from the runtime.
+#[pyfunction]
+fn _shutdown() {
+    bridge::mark_shutdown();
+}
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_PAYLOAD_SIZE", payload::validate::MAX_PAYLOAD_SIZE)?;
+    m.add_function(wrap_pyfunction!(payload::dumps, m)?)?;
+    m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_class::<client::CoreClient>()?;
     Ok(())
 }

@@ -1,0 +1,53 @@
+"""Type stubs for the compiled ``infinium._core`` extension (src/)."""
+
+from typing import Any, List, Optional, Tuple
+
+__version__: str
+MAX_PAYLOAD_SIZE: int
+
+def dumps(task_data: Any) -> bytes: ...
+def dumps_value(value: Any) -> bytes: ...
+def _shutdown() -> None: ...
+
+class CoreClient:
+    def __init__(
+        self,
+        base_url: str,
+        agent_id: str,
+        agent_secret: str,
+        *,
+        timeout: float = 30.0,
+        timeout_text: Optional[str] = None,
+        max_retries: int = 3,
+        requests_per_second: Optional[float] = 10.0,
+        burst: int = 20,
+        user_agent: str = "infinium-python/1.0.0",
+        verify_ssl: bool = True,
+        max_retry_after: float = 60.0,
+        backoff_base: float = 1.0,
+        pool_size: int = 32,
+    ) -> None: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        prompt: Optional[Tuple[str, str]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Tuple[int, Any]: ...
+    async def request_async(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        prompt: Optional[Tuple[str, str]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Tuple[int, Any]: ...
+    def send_batch(
+        self, path: str, tasks: List[Any], max_concurrent: int = 5, fail_fast: bool = False
+    ) -> List[Tuple[bool, Optional[int], Any, str]]: ...
+    async def send_batch_async(
+        self, path: str, tasks: List[Any], max_concurrent: int = 5, fail_fast: bool = False
+    ) -> List[Tuple[bool, Optional[int], Any, str]]: ...

@@ -1,0 +1,176 @@
+//! Low-level JSON text writers with exactly the output of Python's
+//! `json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`, which is what
+//! the anchor SDK (through httpx) puts on the wire.
+
+/// `"` + escaped text + `"`: `\"`, `\\`, the five short escapes, other control
+/// characters as `\u00XX` (lower-case hex); everything else raw UTF-8.
+pub fn write_str(buf: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.reserve(s.len() + 2);
+    buf.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            buf.extend_from_slice(b"\\u00");
+            buf.push(HEX[(b >> 4) as usize]);
+            buf.push(HEX[(b & 0xf) as usize]);
+        } else {
+            buf.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+    buf.push(b'"');
+}
+
+pub fn write_i64(buf: &mut Vec<u8>, v: i64) {
+    let mut b = itoa::Buffer::new();
+    buf.extend_from_slice(b.format(v).as_bytes());
+}
+
+pub fn write_u64(buf: &mut Vec<u8>, v: u64) {
+    let mut b = itoa::Buffer::new();
+    buf.extend_from_slice(b.format(v).as_bytes());
+}
+
+/// `repr(float)` for a finite value: the shortest round-tripping digits,
+/// fixed notation when the decimal exponent is in (-4, 16], scientific
+/// (`1e-05`, `1.5e+16`) otherwise, and `.0` on integral fixed values.
+pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
+    debug_assert!(v.is_finite());
+    let mut rb = ryu::Buffer::new();
+    let text = rb.format_finite(v);
+    let (neg, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    // Decompose ryu's output into significant digits and a decimal exponent
+    // `decpt` such that value = 0.DIGITS * 10^decpt.
+    let (mantissa, exp) = match text.find('e') {
+        Some(p) => (&text[..p], text[p + 1..].parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = match mantissa.find('.') {
+        Some(p) => (&mantissa[..p], &mantissa[p + 1..]),
+        None => (mantissa, ""),
+    };
+    let mut digits: Vec<u8> = Vec::with_capacity(24);
+    digits.extend_from_slice(int_part.as_bytes());
+    digits.extend_from_slice(frac_part.as_bytes());
+    let mut decpt = int_part.len() as i32 + exp;
+    // Strip leading zeros (each shifts the decimal point left).
+    let lead = digits.iter().take_while(|&&d| d == b'0').count();
+    if lead == digits.len() {
+        // Zero.
+        buf.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
+        return;
+    }
+    digits.drain(..lead);
+    decpt -= lead as i32;
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    if neg {
+        buf.push(b'-');
+    }
+    let n = digits.len() as i32;
+    if -4 < decpt && decpt <= 16 {
+        if decpt <= 0 {
+            buf.extend_from_slice(b"0.");
+            buf.extend(std::iter::repeat_n(b'0', (-decpt) as usize));
+            buf.extend_from_slice(&digits);
+        } else if decpt >= n {
+            buf.extend_from_slice(&digits);
+            buf.extend(std::iter::repeat_n(b'0', (decpt - n) as usize));
+            buf.extend_from_slice(b".0");
+        } else {
+            buf.extend_from_slice(&digits[..decpt as usize]);
+            buf.push(b'.');
+            buf.extend_from_slice(&digits[decpt as usize..]);
+        }
+    } else {
+        buf.push(digits[0]);
+        if n > 1 {
+            buf.push(b'.');
+            buf.extend_from_slice(&digits[1..]);
+        }
+        let e = decpt - 1;
+        buf.push(b'e');
+        buf.push(if e < 0 { b'-' } else { b'+' });
+        let abs = e.unsigned_abs();
+        if abs < 10 {
+            buf.push(b'0');
+        }
+        let mut ib = itoa::Buffer::new();
+        buf.extend_from_slice(ib.format(abs).as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(v: f64) -> String {
+        let mut b = Vec::new();
+        write_f64(&mut b, v);
+        String::from_utf8(b).unwrap()
+    }
+
+    fn s(v: &str) -> String {
+        let mut b = Vec::new();
+        write_str(&mut b, v);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn floats_match_python_repr() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (1.5, "1.5"),
+            (-2.25, "-2.25"),
+            (0.1, "0.1"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (0.000123, "0.000123"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (123456789.125, "123456789.125"),
+            (1e100, "1e+100"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (2.5e-5, "2.5e-05"),
+            (12.34, "12.34"),
+            (1234567890123456.7, "1234567890123456.8"),
+            (0.3, "0.3"),
+            (100.0, "100.0"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(f(*v), *want, "repr({v:e})");
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_json_dumps() {
+        assert_eq!(s("plain"), "\"plain\"");
+        assert_eq!(s("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(s("\n\r\t\u{8}\u{c}"), "\"\\n\\r\\t\\b\\f\"");
+        assert_eq!(s("\u{1}\u{1f}"), "\"\\u0001\\u001f\"");
+        assert_eq!(s("é ☃ 😀 \u{7f}"), "\"é ☃ 😀 \u{7f}\"");
+    }
+}

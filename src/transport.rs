@@ -1,0 +1,395 @@
+//! HTTP transport: one reqwest client per SDK client on the process runtime,
+//! redirects never followed, the status -> error mapping and retry policy of
+//! SPEC §4 (plus 429 `Retry-After` honoured instead of only reported).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use reqwest::Method;
+
+use crate::error::Error;
+use crate::json::parse_body;
+use crate::limiter::RateLimiter;
+use crate::runtime;
+
+/// Everything a client is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub base_url: String,
+    pub agent_id: String,
+    pub agent_secret: String,
+    pub timeout: f64,
+    /// The timeout as the user wrote it (for messages: `30.0`, `5`).
+    pub timeout_text: String,
+    pub max_retries: u32,
+    /// `None` disables client-side rate limiting.
+    pub requests_per_second: Option<f64>,
+    pub burst: u32,
+    pub user_agent: String,
+    pub verify_ssl: bool,
+    /// Longest `Retry-After` the client waits for before retrying a 429;
+    /// longer ones are raised as `RateLimitError` at once.
+    pub max_retry_after: f64,
+    /// Base of the exponential backoff, seconds (anchor: 1.0).
+    pub backoff_base: f64,
+    pub pool_size: usize,
+}
+
+/// Which credentials a request carries.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Agent,
+    Prompt { id: String, key: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Appended to the base URL, e.g. `/agents/{id}/trace`.
+    pub path: String,
+    pub auth: Auth,
+    pub body: Option<Bytes>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A 2xx answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Option<serde_json::Value>,
+}
+
+/// What happened on the wire, for statistics (batch/background export).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Attempts {
+    pub attempts: u32,
+}
+
+pub struct Transport {
+    pub cfg: Config,
+    pub limiter: Option<RateLimiter>,
+    client: Mutex<Option<(u64, reqwest::Client)>>,
+}
+
+fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Transport {
+    pub fn new(cfg: Config) -> Result<Arc<Self>, Error> {
+        if !(cfg.timeout.is_finite() && cfg.timeout > 0.0) {
+            return Err(Error::Config {
+                message: "timeout must be a positive number".into(),
+                key: Some("timeout".into()),
+            });
+        }
+        let limiter = match cfg.requests_per_second {
+            Some(r) if r.is_finite() && r > 0.0 => Some(RateLimiter::new(r, cfg.burst.max(1))),
+            Some(_) => {
+                return Err(Error::Config {
+                    message: "requests_per_second must be positive".into(),
+                    key: Some("requests_per_second".into()),
+                })
+            }
+            None => None,
+        };
+        let t = Transport {
+            cfg,
+            limiter,
+            client: Mutex::new(None),
+        };
+        t.http()?; // fail early on a bad configuration
+        Ok(Arc::new(t))
+    }
+
+    /// The reqwest client, rebuilt in a forked child (its pool belongs to
+    /// the parent's runtime).
+    pub fn http(&self) -> Result<reqwest::Client, Error> {
+        let gen = runtime::generation();
+        let mut slot = self.client.lock();
+        if let Some((g, c)) = slot.as_ref() {
+            if *g == gen {
+                return Ok(c.clone());
+            }
+        }
+        install_crypto_provider();
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs_f64(self.cfg.timeout))
+            .pool_max_idle_per_host(self.cfg.pool_size.max(1))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .tls_danger_accept_invalid_certs(!self.cfg.verify_ssl)
+            .build()
+            .map_err(|e| Error::Config {
+                message: format!("cannot build the HTTP client: {e}"),
+                key: None,
+            })?;
+        *slot = Some((gen, c.clone()));
+        Ok(c)
+    }
+
+    fn headers(&self, auth: &Auth, idempotency_key: Option<&str>) -> Result<HeaderMap, Error> {
+        fn val(s: &str, what: &str) -> Result<HeaderValue, Error> {
+            HeaderValue::from_str(s).map_err(|_| {
+                Error::validation(
+                    format!("{what} contains characters not allowed in an HTTP header"),
+                    Some(what),
+                )
+            })
+        }
+        let mut h = HeaderMap::with_capacity(6);
+        h.insert(USER_AGENT, val(&self.cfg.user_agent, "user_agent")?);
+        match auth {
+            Auth::Agent => {
+                h.insert(
+                    HeaderName::from_static("x-agent-id"),
+                    val(&self.cfg.agent_id, "agent_id")?,
+                );
+                let mut key = val(&self.cfg.agent_secret, "agent_secret")?;
+                key.set_sensitive(true);
+                h.insert(HeaderName::from_static("x-agent-key"), key);
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Auth::Prompt { id, key } => {
+                h.insert(
+                    HeaderName::from_static("x-prompt-id"),
+                    val(id, "prompt_id")?,
+                );
+                let mut k = val(key, "prompt_key")?;
+                k.set_sensitive(true);
+                h.insert(HeaderName::from_static("x-prompt-key"), k);
+            }
+        }
+        if let Some(k) = idempotency_key {
+            h.insert(
+                HeaderName::from_static("idempotency-key"),
+                val(k, "idempotency_key")?,
+            );
+        }
+        Ok(h)
+    }
+
+    /// Backoff before retry number `attempt` (0-based): min(base*2^n, 60s) ± 25%.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let delay = (self.cfg.backoff_base * 2f64.powi(attempt.min(30) as i32)).min(60.0);
+        let jitter = delay * 0.25 * (fastrand::f64() * 2.0 - 1.0);
+        Duration::from_secs_f64((delay + jitter).max(0.0))
+    }
+
+    /// One request with the configured retries; the limiter is taken before
+    /// every attempt.
+    pub async fn execute(&self, req: &Request) -> Result<Response, Error> {
+        self.execute_counted(req, &mut Attempts::default()).await
+    }
+
+    pub async fn execute_counted(
+        &self,
+        req: &Request,
+        counts: &mut Attempts,
+    ) -> Result<Response, Error> {
+        let mut attempt = 0u32;
+        loop {
+            if let Some(l) = &self.limiter {
+                l.acquire().await;
+            }
+            counts.attempts += 1;
+            let err = match self.attempt(req).await {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            if attempt >= self.cfg.max_retries {
+                return Err(err);
+            }
+            let wait = match &err {
+                Error::RateLimited { retry_after, .. }
+                    if (*retry_after as f64) <= self.cfg.max_retry_after =>
+                {
+                    Duration::from_secs(*retry_after)
+                }
+                e if e.is_retryable() => self.backoff(attempt),
+                _ => return Err(err),
+            };
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// A single attempt: send, read, map the status.
+    pub async fn attempt(&self, req: &Request) -> Result<Response, Error> {
+        let http = self.http()?;
+        let url = format!("{}{}", self.cfg.base_url, req.path);
+        let mut builder = http
+            .request(req.method.clone(), &url)
+            .headers(self.headers(&req.auth, req.idempotency_key.as_deref())?);
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let resp = builder.send().await.map_err(|e| self.map_reqwest(e))?;
+        let status = resp.status().as_u16();
+        let retry_after_header = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.map_err(|e| self.map_reqwest(e))?;
+        map_status(
+            status,
+            parse_body(&bytes),
+            retry_after_header.as_deref(),
+            &req.auth,
+        )
+    }
+
+    fn map_reqwest(&self, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Timeout {
+                message: format!("Request timed out after {} seconds", self.cfg.timeout_text),
+                seconds: self.cfg.timeout,
+            };
+        }
+        // The innermost cause says what really happened (refused, reset...).
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let text = cause.to_string();
+        let text = if text.is_empty() { e.to_string() } else { text };
+        Error::Network {
+            message: format!("Network error: {}", redact(&text, &self.cfg.agent_secret)),
+        }
+    }
+}
+
+/// Never let the secret into a message.
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.len() >= 4 && text.contains(secret) {
+        text.replace(secret, "***")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date; 60 when absent or unreadable
+/// (as the anchor).
+pub fn parse_retry_after(v: Option<&str>) -> u64 {
+    let Some(v) = v.map(str::trim) else { return 60 };
+    if let Ok(n) = v.parse::<u64>() {
+        return n;
+    }
+    if let Ok(when) = httpdate::parse_http_date(v) {
+        return when
+            .duration_since(std::time::SystemTime::now())
+            .map(|d| d.as_secs_f64().ceil() as u64)
+            .unwrap_or(0);
+    }
+    60
+}
+
+/// The anchor's `_handle_response`.
+pub fn map_status(
+    status: u16,
+    body: Option<serde_json::Value>,
+    retry_after: Option<&str>,
+    auth: &Auth,
+) -> Result<Response, Error> {
+    match status {
+        200..=299 => Ok(Response { status, body }),
+        401 => Err(Error::Auth {
+            message: match auth {
+                Auth::Prompt { .. } => {
+                    "Authentication failed. Check your prompt_id and prompt_key."
+                }
+                Auth::Agent => "Authentication failed. Check your agent_id and agent_secret.",
+            }
+            .into(),
+            status,
+            body,
+        }),
+        429 => Err(Error::RateLimited {
+            retry_after: parse_retry_after(retry_after),
+            body,
+        }),
+        404 => Err(Error::NotFound {
+            message: "Resource not found".into(),
+            body,
+        }),
+        500..=599 => Err(Error::Server { status, body }),
+        _ => {
+            let message = match body.as_ref().and_then(|b| b.get("error")) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Null) | None => {
+                    format!("Request failed with status {status}")
+                }
+                Some(other) => other.to_string(),
+            };
+            Err(Error::Http {
+                status,
+                message,
+                body,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_mapping() {
+        let agent = Auth::Agent;
+        assert!(map_status(201, None, None, &agent).is_ok());
+        assert_eq!(
+            map_status(401, None, None, &agent).unwrap_err().message(),
+            "Authentication failed. Check your agent_id and agent_secret."
+        );
+        let prompt = Auth::Prompt {
+            id: "p".into(),
+            key: "k".into(),
+        };
+        assert_eq!(
+            map_status(401, None, None, &prompt).unwrap_err().message(),
+            "Authentication failed. Check your prompt_id and prompt_key."
+        );
+        assert_eq!(
+            map_status(429, None, Some("7"), &agent)
+                .unwrap_err()
+                .message(),
+            "Rate limit exceeded. Retry after 7 seconds."
+        );
+        assert_eq!(
+            map_status(503, None, None, &agent).unwrap_err().message(),
+            "Server error: 503"
+        );
+        let body = serde_json::json!({"error": "bad trace"});
+        assert_eq!(
+            map_status(400, Some(body), None, &agent)
+                .unwrap_err()
+                .message(),
+            "bad trace"
+        );
+        assert_eq!(
+            map_status(302, None, None, &agent).unwrap_err().message(),
+            "Request failed with status 302"
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after(None), 60);
+        assert_eq!(parse_retry_after(Some("3")), 3);
+        assert_eq!(parse_retry_after(Some("soon")), 60);
+        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), 0);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact("key=supersecret!", "supersecret"), "key=***!");
+        assert_eq!(redact("nothing here", "supersecret"), "nothing here");
+    }
+}
