@@ -158,7 +158,7 @@ def _version_text(version: Union[str, int]) -> str:
 class _Ops:
     """State and operations shared by the sync and async clients."""
 
-    _core: Optional[_core.CoreClient]
+    _engine: Optional[_core.CoreClient]
 
     def __init__(
         self,
@@ -195,7 +195,7 @@ class _Ops:
         if enable_logging:
             logging.basicConfig(level=getattr(logging, log_level.upper()))
         self.logger = logger
-        self._core = _core.CoreClient(
+        self._engine = _core.CoreClient(
             self.base_url,
             agent_id,
             agent_secret,
@@ -214,7 +214,7 @@ class _Ops:
         return f"{type(self).__name__}(agent_id={self.agent_id!r}, base_url={self.base_url!r})"
 
     def _live_core(self) -> _core.CoreClient:
-        core = self._core
+        core = self._engine
         if core is None:
             raise InfiniumError("This client is closed")
         return core
@@ -244,9 +244,7 @@ class _Ops:
     ) -> TaskData:
         unknown = sorted(set(kwargs) - _SEND_TASK_KWARGS)
         if unknown:
-            raise TypeError(
-                "send_task() got unexpected keyword argument(s): " + ", ".join(unknown)
-            )
+            raise TypeError("send_task() got unexpected keyword argument(s): " + ", ".join(unknown))
         validate_required_field(name, "name")
         validate_required_field(description, "description")
         validate_string_length(name, "name", MAX_NAME_LENGTH)
@@ -406,9 +404,7 @@ def _drive_sync(core: _core.CoreClient, op: _Op[T]) -> T:
                     idempotency_key=step.idempotency_key,
                 )
             elif isinstance(step, _Batch):
-                answer = core.send_batch(
-                    step.path, step.tasks, step.max_concurrent, step.fail_fast
-                )
+                answer = core.send_batch(step.path, step.tasks, step.max_concurrent, step.fail_fast)
             else:
                 time.sleep(step.seconds)
                 answer = None
@@ -463,7 +459,7 @@ class InfiniumClient(_Ops):
 
     def close(self) -> None:
         """Release the connection pool. The client cannot be used afterwards."""
-        self._core = None
+        self._engine = None
 
     def _run(self, op: _Op[T]) -> T:
         return _drive_sync(self._live_core(), op)
@@ -520,7 +516,7 @@ class AsyncInfiniumClient(_Ops):
 
     async def close(self) -> None:
         """Release the connection pool. The client cannot be used afterwards."""
-        self._core = None
+        self._engine = None
 
     async def _run(self, op: _Op[T]) -> T:
         return await _drive_async(self._live_core(), op)
@@ -561,9 +557,7 @@ class AsyncInfiniumClient(_Ops):
         self, trace_id: str, timeout: float = 120.0, poll_interval: float = 3.0
     ) -> ApiResponse:
         """Poll until the trace is interpreted or ``timeout`` seconds pass."""
-        return await self._run(
-            self._op_wait_for_interpretation(trace_id, timeout, poll_interval)
-        )
+        return await self._run(self._op_wait_for_interpretation(trace_id, timeout, poll_interval))
 
     async def get_prompt(
         self,
