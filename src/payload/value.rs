@@ -311,12 +311,10 @@ impl<'py> Writer<'py> {
     fn write_dict(&mut self, d: &Bound<'py, PyDict>) -> SerResult {
         self.enter(d.as_any())?;
         self.buf.push(b'{');
-        let mut count = 0;
-        for (k, val) in d.iter() {
+        for (count, (k, val)) in d.iter().enumerate() {
             let key = self.dict_key(&k)?;
             self.key(count, &key);
             self.write_value(&val).map_err(|e| e.at(Seg::Key(key.clone())))?;
-            count += 1;
         }
         self.buf.push(b'}');
         self.leave();
