@@ -13,25 +13,53 @@ use crate::json::json_to_py;
 #[derive(Debug)]
 pub enum Error {
     /// Bad input, caught before anything was sent.
-    Validation { message: String, field: Option<String> },
+    Validation {
+        message: String,
+        field: Option<String>,
+    },
     /// 401.
-    Auth { message: String, status: u16, body: Option<serde_json::Value> },
+    Auth {
+        message: String,
+        status: u16,
+        body: Option<serde_json::Value>,
+    },
     /// 429; `retry_after` in seconds.
-    RateLimited { retry_after: u64, body: Option<serde_json::Value> },
+    RateLimited {
+        retry_after: u64,
+        body: Option<serde_json::Value>,
+    },
     /// 404.
-    NotFound { message: String, body: Option<serde_json::Value> },
+    NotFound {
+        message: String,
+        body: Option<serde_json::Value>,
+    },
     /// 5xx.
-    Server { status: u16, body: Option<serde_json::Value> },
+    Server {
+        status: u16,
+        body: Option<serde_json::Value>,
+    },
     /// Any other non-2xx status.
-    Http { status: u16, message: String, body: Option<serde_json::Value> },
+    Http {
+        status: u16,
+        message: String,
+        body: Option<serde_json::Value>,
+    },
     /// Connection refused/reset, DNS, TLS, a redirect refused...
     Network { message: String },
     /// The request did not complete within `seconds`.
     Timeout { message: String, seconds: f64 },
     /// A stopped batch (`fail_fast`), with the true counts at that moment.
-    Batch { message: String, successful: usize, failed: usize, errors: Vec<String> },
+    Batch {
+        message: String,
+        successful: usize,
+        failed: usize,
+        errors: Vec<String>,
+    },
     /// Invalid SDK configuration.
-    Config { message: String, key: Option<String> },
+    Config {
+        message: String,
+        key: Option<String>,
+    },
     /// Anything else (including a caught Rust panic).
     Unexpected(String),
     /// An exception raised by Python code we called (e.g. a user `model_dump`),
@@ -43,12 +71,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn validation(message: impl Into<String>, field: Option<&str>) -> Self {
-        Error::Validation { message: message.into(), field: field.map(str::to_owned) }
+        Error::Validation {
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
     }
 
     /// Whether the anchor's retry loop would try again after this error.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Server { .. } | Error::Network { .. } | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Server { .. } | Error::Network { .. } | Error::Timeout { .. }
+        )
     }
 
     /// The text `str(exc)` will show.
@@ -111,7 +145,11 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             kw.set_item("field", field.as_deref())?;
             ("ValidationError", message.clone())
         }
-        Error::Auth { message, status, body } => {
+        Error::Auth {
+            message,
+            status,
+            body,
+        } => {
             kw.set_item("status_code", status)?;
             kw.set_item("details", details(py, body)?)?;
             ("AuthenticationError", message.clone())
@@ -130,7 +168,11 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             kw.set_item("details", details(py, body)?)?;
             ("ServerError", err.message())
         }
-        Error::Http { status, message, body } => {
+        Error::Http {
+            status,
+            message,
+            body,
+        } => {
             kw.set_item("status_code", status)?;
             kw.set_item("details", details(py, body)?)?;
             ("InfiniumError", message.clone())
@@ -144,7 +186,12 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             kw.set_item("timeout_duration", seconds)?;
             ("InfiniumTimeoutError", message.clone())
         }
-        Error::Batch { message, successful, failed, errors } => {
+        Error::Batch {
+            message,
+            successful,
+            failed,
+            errors,
+        } => {
             kw.set_item("successful_count", successful)?;
             kw.set_item("failed_count", failed)?;
             kw.set_item("errors", errors)?;

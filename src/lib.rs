@@ -10,9 +10,11 @@ use pyo3::prelude::*;
 pub mod error;
 pub mod json;
 pub mod runtime;
+pub mod server;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    server::register(m)?;
     Ok(())
 }

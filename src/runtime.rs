@@ -61,7 +61,11 @@ pub fn get() -> Result<&'static Runtime, Error> {
                 {
                     register_atfork();
                     let built = Builder::new_multi_thread()
-                        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
+                        .worker_threads(
+                            std::thread::available_parallelism()
+                                .map_or(2, |n| n.get())
+                                .clamp(2, 8),
+                        )
                         .thread_name("infinium-rt")
                         .enable_all()
                         .build();
