@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::faults::Decision;
@@ -178,7 +178,19 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, D
     stats.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let Some(route) = route(path) else {
+    let route = route(path);
+    if state.sink && parts.method == Method::POST && matches!(route, Some(Route::PostTrace(_))) {
+        return sink(&state, &parts.headers, body).await;
+    }
+    // Read (or drain) every body before answering, so that the connection
+    // stays usable whatever the answer. `None` = over MAX_BODY.
+    let declared = content_length(&parts.headers);
+    let body = if declared.is_some_and(|n| n > DRAIN_MAX) {
+        None
+    } else {
+        read_body(body, declared).await?
+    };
+    let Some(route) = route else {
         stats.not_found.fetch_add(1, Relaxed);
         return Ok(error(
             StatusCode::NOT_FOUND,
@@ -190,22 +202,15 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, D
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("Method {} not allowed on {}", parts.method, path),
         );
-        r.headers_mut().insert(
-            ALLOW,
-            HeaderValue::from_static(if route.method() == Method::POST {
-                "POST"
-            } else {
-                "GET"
-            }),
-        );
+        let allow = if route.method() == Method::POST {
+            "POST"
+        } else {
+            "GET"
+        };
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
         stats.client_errors.fetch_add(1, Relaxed);
         return Ok(r);
-    }
-
-    if state.sink {
-        if let Route::PostTrace(_) = route {
-            return sink(&state, &parts.headers, body).await;
-        }
     }
 
     if route.faultable() {
@@ -242,7 +247,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, D
 
     let resp = match route {
         Route::Health => json(StatusCode::OK, "{\"status\":\"ok\"}"),
-        Route::PostTrace(agent) => post_trace(&state, agent, &parts.headers, body).await?,
+        Route::PostTrace(agent) => post_trace(&state, agent, &parts.headers, body).await,
         Route::Interpreted(agent, task) => interpreted(&state, agent, task, &parts.headers).await,
         Route::ListTraces(agent) => {
             list_traces(
@@ -283,7 +288,7 @@ async fn sink(
     headers: &HeaderMap,
     mut body: Incoming,
 ) -> Result<Resp, DropConnection> {
-    if content_length(headers).is_some_and(|n| n > MAX_BODY as u64) {
+    if content_length(headers).is_some_and(|n| n > DRAIN_MAX) {
         state.stats.client_errors.fetch_add(1, Relaxed);
         return Ok(too_large());
     }
@@ -292,6 +297,9 @@ async fn sink(
         let frame = frame.map_err(|_| DropConnection)?;
         if let Some(d) = frame.data_ref() {
             n += d.len();
+            if n as u64 > DRAIN_MAX {
+                break;
+            }
         }
     }
     if n > MAX_BODY {
@@ -305,6 +313,33 @@ async fn sink(
         new_uuid()
     );
     Ok(json(StatusCode::OK, body))
+}
+
+/// Oversized bodies up to this size are read and discarded before the 413, so
+/// that a client still writing its body sees the answer instead of a reset.
+const DRAIN_MAX: u64 = 64 * 1024 * 1024;
+
+/// The whole body, or `None` when it exceeds [`MAX_BODY`] (then it is drained
+/// up to [`DRAIN_MAX`]).
+async fn read_body(
+    mut body: Incoming,
+    declared: Option<u64>,
+) -> Result<Option<Bytes>, DropConnection> {
+    let cap = declared.map_or(16 * 1024, |n| n.min(MAX_BODY as u64) as usize);
+    let mut buf = bytes::BytesMut::with_capacity(cap);
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| DropConnection)?;
+        let Some(d) = frame.data_ref() else { continue };
+        seen += d.len() as u64;
+        if seen > DRAIN_MAX {
+            return Ok(None);
+        }
+        if seen <= MAX_BODY as u64 {
+            buf.extend_from_slice(d);
+        }
+    }
+    Ok((seen <= MAX_BODY as u64).then(|| buf.freeze()))
 }
 
 const REQUIRED: [&str; 4] = ["name", "description", "current_datetime", "duration"];
@@ -340,19 +375,14 @@ async fn post_trace(
     state: &State,
     path_agent: &str,
     headers: &HeaderMap,
-    body: Incoming,
-) -> Result<Resp, DropConnection> {
+    body: Option<Bytes>,
+) -> Resp {
     let agent = match auth_agent(state, headers, path_agent) {
         Ok(a) => a,
-        Err(r) => return Ok(r),
+        Err(r) => return r,
     };
-    if content_length(headers).is_some_and(|n| n > MAX_BODY as u64) {
-        return Ok(too_large());
-    }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
-        Err(_) => return Err(DropConnection),
+    let Some(bytes) = body else {
+        return too_large();
     };
     state
         .stats
@@ -360,29 +390,28 @@ async fn post_trace(
         .fetch_add(bytes.len() as u64, Relaxed);
     let idem = match header(headers, "idempotency-key") {
         Some(k) if k.len() > MAX_IDEMPOTENCY_KEY => {
-            return Ok(error(
+            return error(
                 StatusCode::BAD_REQUEST,
                 &format!("Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters"),
-            ))
+            )
         }
         k => k.map(str::to_owned),
     };
     if let Err(msg) = validate_trace(&bytes) {
-        return Ok(error(StatusCode::BAD_REQUEST, &msg));
+        return error(StatusCode::BAD_REQUEST, &msg);
     }
     // Valid JSON is valid UTF-8.
     let text = match String::from_utf8(bytes.to_vec()) {
         Ok(t) => t,
-        Err(_) => return Ok(error(StatusCode::BAD_REQUEST, "Request body must be UTF-8")),
+        Err(_) => return error(StatusCode::BAD_REQUEST, "Request body must be UTF-8"),
     };
     let Some(store) = state.store.clone() else {
-        return Ok(error(
+        return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no trace store configured",
-        ));
+        );
     };
-    let res = with_store(&store, move |s| s.insert(&agent, idem.as_deref(), text)).await;
-    Ok(match res {
+    match with_store(&store, move |s| s.insert(&agent, idem.as_deref(), text)).await {
         Ok(Inserted::Created(id)) => {
             state.stats.traces_stored.fetch_add(1, Relaxed);
             json(StatusCode::OK, accepted_body(&id))
@@ -395,7 +424,7 @@ async fn post_trace(
             r
         }
         Err(r) => r,
-    })
+    }
 }
 
 fn accepted_body(trace_id: &str) -> String {
