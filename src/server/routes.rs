@@ -16,6 +16,10 @@
 //! three platform endpoints (trace, interpreted-result, prompts), never on the
 //! inspection routes (`/traces`, `/health`).
 
+// Handlers return ready-made error responses through `Err`; boxing them would
+// only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
