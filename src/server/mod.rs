@@ -251,10 +251,16 @@ impl Running {
     pub fn stop(&mut self, timeout: Duration) -> Result<(), Error> {
         self.signal();
         if let Some(task) = self.task.take() {
+            // Wait through a channel rather than `block_on`, so that stop() is
+            // safe from any thread, including one of the runtime's own.
             let rt = crate::runtime::get()?;
             let abort = task.abort_handle();
-            let done = rt.block_on(async { tokio::time::timeout(timeout, task).await });
-            if done.is_err() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            rt.spawn(async move {
+                let _ = task.await;
+                let _ = tx.send(());
+            });
+            if rx.recv_timeout(timeout).is_err() {
                 abort.abort();
             }
         }
