@@ -180,13 +180,13 @@ class LocalServer:
         """An ``infinium.InfiniumClient`` pointed at this server (kwargs are passed on)."""
         import infinium
 
-        return infinium.InfiniumClient(**{**self.client_kwargs(), **kwargs})  # type: ignore[attr-defined]
+        return infinium.InfiniumClient(**{**self.client_kwargs(), **kwargs})  # type: ignore[attr-defined,unused-ignore]
 
     def async_client(self, **kwargs: Any) -> Any:
         """An ``infinium.AsyncInfiniumClient`` pointed at this server."""
         import infinium
 
-        return infinium.AsyncInfiniumClient(**{**self.client_kwargs(), **kwargs})  # type: ignore[attr-defined]
+        return infinium.AsyncInfiniumClient(**{**self.client_kwargs(), **kwargs})  # type: ignore[attr-defined,unused-ignore]
 
     # -- what the server received --------------------------------------------
 
