@@ -18,6 +18,7 @@ pub mod json;
 pub mod limiter;
 pub mod payload;
 pub mod runtime;
+pub mod server;
 pub mod transport;
 
 /// Run `f`, turning an `Error` into the matching Python exception and a
@@ -43,5 +44,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_class::<client::CoreClient>()?;
+    server::register(m)?;
     Ok(())
 }
