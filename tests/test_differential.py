@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Dict, List, Tuple
 
-from .conftest import CaptureServer, Captured, Reply, run_script
+from .conftest import Captured, CaptureServer, Reply, run_script
 
 SCRIPT = r'''
 import asyncio, sys

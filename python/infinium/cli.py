@@ -202,8 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
             "WARNING: listening on a non-loopback interface "
             f"({host}): traces and credentials are reachable from the network.",
         )
-    print("\n".join(lines), flush=True)
-
+    # Handlers first: whoever reads the banner may signal us right away.
     stop = threading.Event()
 
     def _on_term(signum: int, frame: Optional[FrameType]) -> None:
@@ -213,6 +212,8 @@ def _serve(args: argparse.Namespace) -> int:
     # Ctrl-C must work even when started with SIGINT ignored (e.g. as a background job).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        # Inside the try: a signal may land as soon as the banner is out.
+        print("\n".join(lines), flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
