@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 
 from .conftest import Captured, CaptureServer, Reply, run_script
 
-SCRIPT = r'''
+SCRIPT = r"""
 import asyncio, sys
 from infinium import *
 
@@ -57,15 +57,23 @@ for status in (401, 404):
         client.send_task("err", "d", 1, current_datetime=WHEN)
     except InfiniumError as e:
         print(type(e).__name__, e, e.status_code)
-'''
+"""
 
 IGNORED_HEADERS = {"host", "accept-encoding", "connection", "content-length", "idempotency-key"}
 
 
 def reply(req: Captured) -> Reply:
     if req.path.startswith("/api/v1/prompts/"):
-        return Reply(200, {"promptId": "p", "name": "greet", "version": 2, "content": "Hi {{name}}",
-                           "createdAt": "2026-01-01T00:00:00Z"})
+        return Reply(
+            200,
+            {
+                "promptId": "p",
+                "name": "greet",
+                "version": 2,
+                "content": "Hi {{name}}",
+                "createdAt": "2026-01-01T00:00:00Z",
+            },
+        )
     if req.method == "POST" and req.json()["name"] == "err":
         status = 401 if not ERRS else 404
         ERRS.append(req)

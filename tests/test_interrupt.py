@@ -28,7 +28,9 @@ def test_sigint_interrupts_a_blocked_send(capture_server: CaptureServer) -> None
     capture_server.responder = lambda req: Reply(200, delay=20)
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, capture_server.base_url],
-        stdout=subprocess.PIPE, text=True, env={**os.environ},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "sending"

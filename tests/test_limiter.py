@@ -26,12 +26,21 @@ def max_in_window(times: List[float], window: float = 1.0) -> int:
     return best
 
 
-def test_threads_never_exceed_rate_plus_burst(capture_server: CaptureServer, agent_id: str, agent_secret: str) -> None:
+def test_threads_never_exceed_rate_plus_burst(
+    capture_server: CaptureServer, agent_id: str, agent_secret: str
+) -> None:
     c = InfiniumClient(
-        agent_id=agent_id, agent_secret=agent_secret, base_url=capture_server.base_url,
-        requests_per_second=RATE, burst=BURST, max_retries=0,
+        agent_id=agent_id,
+        agent_secret=agent_secret,
+        base_url=capture_server.base_url,
+        requests_per_second=RATE,
+        burst=BURST,
+        max_retries=0,
     )
-    threads = [threading.Thread(target=lambda: [c.send_task("n", "d", 1) for _ in range(6)]) for _ in range(16)]
+    threads = [
+        threading.Thread(target=lambda: [c.send_task("n", "d", 1) for _ in range(6)])
+        for _ in range(16)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -44,10 +53,16 @@ def test_threads_never_exceed_rate_plus_burst(capture_server: CaptureServer, age
     assert (96 - BURST) / RATE * 0.97 <= span <= (96 - BURST) / RATE + 1.0
 
 
-def test_tasks_never_exceed_rate_plus_burst(capture_server: CaptureServer, agent_id: str, agent_secret: str) -> None:
+def test_tasks_never_exceed_rate_plus_burst(
+    capture_server: CaptureServer, agent_id: str, agent_secret: str
+) -> None:
     c = AsyncInfiniumClient(
-        agent_id=agent_id, agent_secret=agent_secret, base_url=capture_server.base_url,
-        requests_per_second=RATE, burst=BURST, max_retries=0,
+        agent_id=agent_id,
+        agent_secret=agent_secret,
+        base_url=capture_server.base_url,
+        requests_per_second=RATE,
+        burst=BURST,
+        max_retries=0,
     )
 
     async def main() -> None:
