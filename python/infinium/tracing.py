@@ -795,6 +795,63 @@ def _func_name(func: Callable[..., Any]) -> str:
     return type(func).__name__
 
 
+_set_trace_ctx = _current_trace_ctx.set
+_reset_trace_ctx = _current_trace_ctx.reset
+
+
+class _DecoratedCall:
+    """One call of a decorated function: its trace, ``execution`` step and context.
+
+    Holds all the bookkeeping of the sync and async wrappers, which differ only in
+    calling or awaiting the function and in how the built trace is sent. As a
+    context manager it times the step around the call and records an exception as
+    the step's error and, for an ``Exception``, as a trace error.
+    """
+
+    __slots__ = ("_ctx", "_result", "_step", "_token", "_trace")
+
+    def __init__(
+        self, name: str, desc: str, step_desc: str, args: Any, kwargs: Dict[str, Any]
+    ) -> None:
+        trace = self._trace = TraceBuilder(name, desc)
+        trace._input_summary = _args_summary(args, kwargs)
+        ctx = self._ctx = TraceContext()
+        self._token = _set_trace_ctx(ctx)
+        self._step = trace.step("execution", step_desc)
+        self._result: Any = None
+
+    def __enter__(self) -> _DecoratedCall:
+        self._step.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: Any, exc_val: Optional[BaseException], exc_tb: Any
+    ) -> Literal[False]:
+        self._step.__exit__(exc_type, exc_val, exc_tb)
+        if isinstance(exc_val, Exception):
+            self._trace.add_error(_error_detail(exc_val))
+        return False
+
+    def returned(self, result: T) -> T:
+        """The function returned ``result`` (inside the step: its output preview)."""
+        self._step._output_preview = _capped_repr(result, _STEP_OUTPUT_PREVIEW_MAX)
+        self._result = result
+        return result
+
+    def finish(self, name: str) -> TaskData:
+        """Leave the trace context and build the trace (output summary, exporters)."""
+        _reset_trace_ctx(self._token)
+        trace = self._trace
+        result = self._result
+        if result is not None:
+            trace._output_summary = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
+        ctx = self._ctx
+        task_data = trace.build(ctx)
+        if _exporters:
+            _run_exporters(name, task_data, ctx)
+        return task_data
+
+
 def _wrap_sync(
     func: Callable[..., Any],
     name: str,
@@ -803,31 +860,15 @@ def _wrap_sync(
     client: Any,
     send: bool,
 ) -> Callable[..., Any]:
-    ctx_var = _current_trace_ctx
-
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        trace = TraceBuilder(name, desc)
-        trace._input_summary = _args_summary(args, kwargs)
-        ctx = TraceContext()
-        token = ctx_var.set(ctx)
-        step = trace.step("execution", step_desc)
-        result = None
+        call = _DecoratedCall(name, desc, step_desc, args, kwargs)
         try:
-            with step:
+            with call:
                 result = func(*args, **kwargs)
-                step._output_preview = _capped_repr(result, _STEP_OUTPUT_PREVIEW_MAX)
-            return result
-        except Exception as exc:
-            trace.add_error(_error_detail(exc))
-            raise
+                return call.returned(result)
         finally:
-            ctx_var.reset(token)
-            if result is not None:
-                trace._output_summary = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
-            task_data = trace.build(ctx)
-            if _exporters:
-                _run_exporters(name, task_data, ctx)
+            task_data = call.finish(name)
             if send:
                 _send_from_sync(client, task_data, name)
             else:
@@ -845,31 +886,15 @@ def _wrap_async(
     client: Any,
     send: bool,
 ) -> Callable[..., Awaitable[Any]]:
-    ctx_var = _current_trace_ctx
-
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        trace = TraceBuilder(name, desc)
-        trace._input_summary = _args_summary(args, kwargs)
-        ctx = TraceContext()
-        token = ctx_var.set(ctx)
-        step = trace.step("execution", step_desc)
-        result = None
+        call = _DecoratedCall(name, desc, step_desc, args, kwargs)
         try:
-            with step:
+            with call:
                 result = await func(*args, **kwargs)
-                step._output_preview = _capped_repr(result, _STEP_OUTPUT_PREVIEW_MAX)
-            return result
-        except Exception as exc:
-            trace.add_error(_error_detail(exc))
-            raise
+                return call.returned(result)
         finally:
-            ctx_var.reset(token)
-            if result is not None:
-                trace._output_summary = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
-            task_data = trace.build(ctx)
-            if _exporters:
-                _run_exporters(name, task_data, ctx)
+            task_data = call.finish(name)
             if send:
                 await _send_from_async(client, task_data, name)
             else:

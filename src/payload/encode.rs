@@ -2,33 +2,50 @@
 //! `json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`, which is what
 //! the anchor SDK (through httpx) puts on the wire.
 
+/// 0 = copy as is; otherwise the second byte of a short escape, or `u` for
+/// `\u00XX`.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t
+};
+
 /// `"` + escaped text + `"`: `\"`, `\\`, the five short escapes, other control
 /// characters as `\u00XX` (lower-case hex); everything else raw UTF-8.
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.reserve(s.len() + 2);
-    buf.push(b'"');
     let bytes = s.as_bytes();
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
         buf.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            buf.extend_from_slice(b"\\u00");
-            buf.push(HEX[(b >> 4) as usize]);
-            buf.push(HEX[(b & 0xf) as usize]);
+        if esc == b'u' {
+            buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
         } else {
-            buf.extend_from_slice(esc);
+            buf.extend_from_slice(&[b'\\', esc]);
         }
         start = i + 1;
     }
@@ -67,9 +84,15 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
         Some(p) => (&mantissa[..p], &mantissa[p + 1..]),
         None => (mantissa, ""),
     };
-    let mut digits: Vec<u8> = Vec::with_capacity(24);
-    digits.extend_from_slice(int_part.as_bytes());
-    digits.extend_from_slice(frac_part.as_bytes());
+    // At most 17 significant digits plus ryu's padding zeros: 40 is ample.
+    let mut store = [0u8; 40];
+    let (ib, fb) = (int_part.as_bytes(), frac_part.as_bytes());
+    let total = (ib.len() + fb.len()).min(store.len());
+    store[..ib.len().min(total)].copy_from_slice(&ib[..ib.len().min(total)]);
+    if total > ib.len() {
+        store[ib.len()..total].copy_from_slice(&fb[..total - ib.len()]);
+    }
+    let mut digits: &[u8] = &store[..total];
     let mut decpt = int_part.len() as i32 + exp;
     // Strip leading zeros (each shifts the decimal point left).
     let lead = digits.iter().take_while(|&&d| d == b'0').count();
@@ -78,10 +101,10 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
         buf.extend_from_slice(if neg { b"-0.0" } else { b"0.0" });
         return;
     }
-    digits.drain(..lead);
+    digits = &digits[lead..];
     decpt -= lead as i32;
-    while digits.last() == Some(&b'0') {
-        digits.pop();
+    while let [rest @ .., b'0'] = digits {
+        digits = rest;
     }
     if neg {
         buf.push(b'-');
@@ -91,9 +114,9 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
         if decpt <= 0 {
             buf.extend_from_slice(b"0.");
             buf.extend(std::iter::repeat_n(b'0', (-decpt) as usize));
-            buf.extend_from_slice(&digits);
+            buf.extend_from_slice(digits);
         } else if decpt >= n {
-            buf.extend_from_slice(&digits);
+            buf.extend_from_slice(digits);
             buf.extend(std::iter::repeat_n(b'0', (decpt - n) as usize));
             buf.extend_from_slice(b".0");
         } else {

@@ -10,7 +10,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::Error;
-use value::{dataclass_fields, type_name, SerError, Writer};
+use std::collections::HashMap;
+
+use pyo3::sync::PyOnceLock;
+use value::{dataclass_fields, type_name, Field, SerError, Writer};
 
 /// Sections, in wire order inside `"sections"`.
 pub const SECTIONS: [&str; 11] = [
@@ -53,26 +56,43 @@ const TASK_FIELDS: [&str; 22] = [
     "errors",
 ];
 
-/// Reads trace fields from a TaskData (attributes) or a plain dict (keys).
-enum Source<'a, 'py> {
-    Object(&'a Bound<'py, PyAny>),
-    Dict(&'a Bound<'py, PyDict>),
+static TOP: PyOnceLock<HashMap<&'static str, Field>> = PyOnceLock::new();
+
+/// The interned name and pre-encoded key of a top-level body field.
+fn top(py: Python<'_>, name: &str) -> &'static Field {
+    let map = TOP.get_or_init(py, || {
+        TASK_FIELDS
+            .iter()
+            .chain(["sections", "prompt_studio", "_prompt_studio"].iter())
+            .map(|n| (*n, Field::new(py, n)))
+            .collect()
+    });
+    match map.get(name) {
+        Some(f) => f,
+        None => unreachable!("{name} is not a top-level field"),
+    }
 }
 
-impl<'py> Source<'_, 'py> {
+/// Reads trace fields from a TaskData (its `__dict__`, else attributes) or a
+/// plain dict (keys).
+enum Source<'py> {
+    Object {
+        obj: Bound<'py, PyAny>,
+        dict: Option<Bound<'py, PyDict>>,
+    },
+    Dict(Bound<'py, PyDict>),
+}
+
+impl<'py> Source<'py> {
     fn get(&self, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let v = match self {
-            Source::Object(o) => match o.getattr(name) {
-                Ok(v) => v,
-                Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(o.py()) => return Ok(None),
-                Err(e) => return Err(e),
-            },
-            Source::Dict(d) => match d.get_item(name)? {
-                Some(v) => v,
-                None => return Ok(None),
-            },
-        };
-        Ok(if v.is_none() { None } else { Some(v) })
+        match self {
+            Source::Object { obj, dict } => {
+                value::read_field(obj, dict.as_ref(), top(obj.py(), name).name.bind(obj.py()))
+            }
+            Source::Dict(d) => Ok(d
+                .get_item(top(d.py(), name).name.bind(d.py()))?
+                .filter(|v| !v.is_none())),
+        }
     }
 }
 
@@ -119,7 +139,7 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
                     ));
                 }
             }
-            Source::Dict(d)
+            Source::Dict(d.clone())
         }
         Err(_) => {
             if !obj.hasattr(pyo3::intern!(py, "name"))? || !obj.hasattr(pyo3::intern!(py, "duration"))? {
@@ -128,7 +148,10 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
                     None,
                 ));
             }
-            Source::Object(obj)
+            Source::Object {
+                obj: obj.clone(),
+                dict: value::instance_dict(obj),
+            }
         }
     };
 
@@ -162,7 +185,7 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
 
 fn write_body<'py>(
     w: &mut Writer<'py>,
-    src: &Source<'_, 'py>,
+    src: &Source<'py>,
     head: [Option<Bound<'py, PyAny>>; 4],
 ) -> Result<(), SerError> {
     w.buf.push(b'{');
@@ -172,7 +195,7 @@ fn write_body<'py>(
         .iter()
         .zip(head.iter())
     {
-        w.key(count, key);
+        w.raw_key(count, &top(w.py, key).json_key);
         match v {
             Some(v) => w.write_value(v).map_err(|e| e.at_key(key))?,
             None => w.buf.extend_from_slice(b"null"),
@@ -182,7 +205,7 @@ fn write_body<'py>(
     // 2. summaries, as they are.
     for key in ["input_summary", "output_summary"] {
         if let Some(v) = src.get(key)? {
-            w.key(count, key);
+            w.raw_key(count, &top(w.py, key).json_key);
             w.write_value(&v).map_err(|e| e.at_key(key))?;
             count += 1;
         }
@@ -201,7 +224,7 @@ fn write_body<'py>(
     }
     // 7. sections.
     let start = w.buf.len();
-    w.key(count, "sections");
+    w.raw_key(count, &top(w.py, "sections").json_key);
     w.buf.push(b'{');
     let mut n = 0;
     for key in SECTIONS {
@@ -221,14 +244,11 @@ fn write_body<'py>(
     }
     // 9. prompt_studio (set by traced functions that fetched prompts).
     let studio = match src {
-        Source::Object(o) => o
-            .getattr(pyo3::intern!(w.py, "_prompt_studio"))
-            .ok()
-            .filter(|v| !v.is_none()),
+        Source::Object { .. } => src.get("_prompt_studio")?,
         Source::Dict(_) => src.get("prompt_studio")?,
     };
     if let Some(v) = studio {
-        w.key(count, "prompt_studio");
+        w.raw_key(count, &top(w.py, "prompt_studio").json_key);
         w.write_value(&v).map_err(|e| e.at_key("prompt_studio"))?;
     }
     w.buf.push(b'}');
@@ -256,7 +276,7 @@ fn item_object<'py>(
 ) -> Result<bool, SerError> {
     let start = w.buf.len();
     match key {
-        Some(k) => w.key(count, k),
+        Some(k) => w.raw_key(count, &top(w.py, k).json_key),
         None if count > 0 => w.buf.push(b','),
         None => {}
     }
@@ -294,7 +314,7 @@ fn top_list<'py>(
         return Err(SerError::invalid(format!("expected a list, not {}", type_name(&v))).at_key(key));
     }
     let start = w.buf.len();
-    w.key(count, key);
+    w.raw_key(count, &top(w.py, key).json_key);
     w.buf.push(b'[');
     let mut n = 0;
     for (i, item) in v.try_iter()?.enumerate() {

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::os::raw::c_char;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use pyo3::ffi;
@@ -154,44 +155,91 @@ fn std_types(py: Python<'_>) -> PyResult<&StdTypes> {
     })
 }
 
-/// Field names of a dataclass type, in declaration order (as
-/// `dataclasses.fields` gives them), cached per type.
-type FieldCache = HashMap<usize, (Py<PyType>, Option<std::sync::Arc<Vec<Py<PyString>>>>)>;
+/// One field of a dataclass (or of the trace body): its interned name for
+/// lookups and its pre-encoded JSON key (`"name":`).
+pub struct Field {
+    pub name: Py<PyString>,
+    pub text: Box<str>,
+    pub json_key: Box<[u8]>,
+}
+
+impl Field {
+    pub fn new(py: Python<'_>, text: &str) -> Self {
+        let mut json_key = Vec::with_capacity(text.len() + 3);
+        write_str(&mut json_key, text);
+        json_key.push(b':');
+        Field {
+            name: PyString::intern(py, text).unbind(),
+            text: text.into(),
+            json_key: json_key.into_boxed_slice(),
+        }
+    }
+}
+
+pub type Fields = Arc<Vec<Field>>;
+
+/// Fields of a dataclass type, in declaration order (as `dataclasses.fields`
+/// gives them), cached per type; `None` for other types.
+type FieldCache = HashMap<usize, (Py<PyType>, Option<Fields>)>;
 static FIELD_CACHE: Mutex<Option<FieldCache>> = Mutex::new(None);
 static FIELDS_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// `Some(field names)` when `obj`'s type is a dataclass.
-pub fn dataclass_fields(obj: &Bound<'_, PyAny>) -> SerResult<Option<std::sync::Arc<Vec<Py<PyString>>>>> {
+/// `Some(fields)` when `obj`'s type is a dataclass.
+pub fn dataclass_fields(obj: &Bound<'_, PyAny>) -> SerResult<Option<Fields>> {
     let py = obj.py();
     let ty = obj.get_type();
     let key = ty.as_ptr() as usize;
     if let Some(cache) = FIELD_CACHE.lock().as_ref() {
-        if let Some((_, names)) = cache.get(&key) {
-            return Ok(names.clone());
+        if let Some((_, fields)) = cache.get(&key) {
+            return Ok(fields.clone());
         }
     }
-    let names = if ty.hasattr(pyo3::intern!(py, "__dataclass_fields__"))? {
+    let fields = if ty.hasattr(pyo3::intern!(py, "__dataclass_fields__"))? {
         let fields_fn = FIELDS_FN.get_or_try_init(py, || {
             py.import("dataclasses")?.getattr("fields").map(Bound::unbind)
         })?;
-        let fields = fields_fn.bind(py).call1((&ty,))?;
-        let mut names = Vec::new();
-        for f in fields.try_iter()? {
-            let name = f?
-                .getattr(pyo3::intern!(py, "name"))?
-                .cast_into::<PyString>()
-                .map_err(PyErr::from)?;
-            names.push(PyString::intern(py, str_utf8(name.as_any())?).unbind());
+        let mut out = Vec::new();
+        for f in fields_fn.bind(py).call1((&ty,))?.try_iter()? {
+            let name = f?.getattr(pyo3::intern!(py, "name"))?;
+            out.push(Field::new(py, str_utf8(&name)?));
         }
-        Some(std::sync::Arc::new(names))
+        Some(Arc::new(out))
     } else {
         None
     };
     FIELD_CACHE
         .lock()
         .get_or_insert_with(HashMap::new)
-        .insert(key, (ty.unbind(), names.clone()));
-    Ok(names)
+        .insert(key, (ty.unbind(), fields.clone()));
+    Ok(fields)
+}
+
+/// Read `field` from `obj`: through its instance `__dict__` when it has one
+/// (a dict lookup with an interned key is far cheaper than getattr), else
+/// getattr. A missing attribute reads as `None`.
+pub fn read_field<'py>(
+    obj: &Bound<'py, PyAny>,
+    inst_dict: Option<&Bound<'py, PyDict>>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Some(d) = inst_dict {
+        if let Some(v) = d.get_item(name)? {
+            return Ok(if v.is_none() { None } else { Some(v) });
+        }
+    }
+    match obj.getattr(name) {
+        Ok(v) if v.is_none() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The instance `__dict__` of `obj`, when it has one.
+pub fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+    obj.getattr(pyo3::intern!(obj.py(), "__dict__"))
+        .ok()
+        .and_then(|d| d.cast_into::<PyDict>().ok())
 }
 
 /// The JSON writer.
@@ -240,6 +288,14 @@ impl<'py> Writer<'py> {
         }
         write_str(&mut self.buf, key);
         self.buf.push(b':');
+    }
+
+    /// Write a pre-encoded `"key":` (with a leading comma when `count > 0`).
+    pub fn raw_key(&mut self, count: usize, json_key: &[u8]) {
+        if count > 0 {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(json_key);
     }
 
     // ---- plain values (json.dumps semantics) ---------------------------
@@ -457,34 +513,21 @@ impl<'py> Writer<'py> {
 
     /// Write `obj` (a dataclass) as an object under the omission rules.
     /// Returns false, having written nothing, when no field survives.
-    pub fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, fields: &[Py<PyString>]) -> SerResult<bool> {
+    pub fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, fields: &[Field]) -> SerResult<bool> {
         self.enter(obj)?;
         let start = self.buf.len();
         self.buf.push(b'{');
         let py = self.py;
-        // Field values: through the instance __dict__ when there is one
-        // (a dict lookup is cheaper than getattr), else getattr.
-        let inst_dict = obj
-            .getattr(pyo3::intern!(py, "__dict__"))
-            .ok()
-            .and_then(|d| d.cast_into::<PyDict>().ok());
+        let inst_dict = instance_dict(obj);
         let mut count = 0;
-        for name in fields {
-            let name = name.bind(py);
-            let value = match inst_dict
-                .as_ref()
-                .map(|d| d.get_item(name))
-                .transpose()?
-                .flatten()
-            {
-                Some(v) => v,
-                None => obj.getattr(name)?,
-            };
-            if value.is_none() {
+        for field in fields {
+            let Some(value) = read_field(obj, inst_dict.as_ref(), field.name.bind(py))? else {
                 continue;
-            }
-            let key = str_utf8(name.as_any())?;
-            if self.write_field(count, key, &value).map_err(|e| e.at_key(key))? {
+            };
+            if self
+                .write_field(count, &field.json_key, &value)
+                .map_err(|e| e.at_key(&field.text))?
+            {
                 count += 1;
             }
         }
@@ -500,9 +543,14 @@ impl<'py> Writer<'py> {
 
     /// One non-None dataclass field: `"key":value`, or nothing when the
     /// value is an empty dataclass or a list that ends up empty.
-    pub fn write_field(&mut self, count: usize, key: &str, value: &Bound<'py, PyAny>) -> SerResult<bool> {
+    pub fn write_field(
+        &mut self,
+        count: usize,
+        json_key: &[u8],
+        value: &Bound<'py, PyAny>,
+    ) -> SerResult<bool> {
         let start = self.buf.len();
-        self.key(count, key);
+        self.raw_key(count, json_key);
         let kept = if value.is_exact_instance_of::<PyList>() || value.is_exact_instance_of::<PyTuple>() {
             self.write_filtered_list(value)?
         } else if let Some(fields) = self.nested_dataclass(value)? {
@@ -517,10 +565,7 @@ impl<'py> Writer<'py> {
         Ok(kept)
     }
 
-    fn nested_dataclass(
-        &self,
-        value: &Bound<'py, PyAny>,
-    ) -> SerResult<Option<std::sync::Arc<Vec<Py<PyString>>>>> {
+    fn nested_dataclass(&self, value: &Bound<'py, PyAny>) -> SerResult<Option<Fields>> {
         // Exact builtins are never dataclasses: skip the type lookup.
         if value.is_exact_instance_of::<PyString>()
             || value.is_exact_instance_of::<PyInt>()

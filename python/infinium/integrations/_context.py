@@ -77,6 +77,19 @@ def model_name(value: Any) -> str:
     return str(value)
 
 
+def take_model_and_usage(
+    call: CapturedLlmCall, response: Any, prompt_field: str, completion_field: str
+) -> None:
+    """Model and token counts of a response with ``model`` and ``usage`` attributes."""
+    model = getattr(response, "model", None)
+    if model:
+        call.model = model_name(model)
+    usage = getattr(response, "usage", None)
+    if usage:
+        call.prompt_tokens = getattr(usage, prompt_field, None)
+        call.completion_tokens = getattr(usage, completion_field, None)
+
+
 class Adapter:
     """Provider-specific extraction; subclasses override the hooks."""
 
@@ -118,21 +131,28 @@ def make_wrapper(
 
     def _begin(
         ctx: TraceContext, args: Tuple[Any, ...], kwargs: Dict[str, Any]
-    ) -> Tuple[CapturedLlmCall, bool]:
+    ) -> Tuple[CapturedLlmCall, bool, int]:
+        """Record the call before the request: (call, streaming, monotonic start)."""
         if method:
             call, streaming = adapter.describe(args[0] if args else None, args[1:], kwargs)
         else:
             call, streaming = adapter.describe(None, args, kwargs)
         call.start_time_ns = _time_ns()
         ctx.calls.append(call)
-        return call, streaming or adapter.always_stream
+        return call, streaming or adapter.always_stream, _perf_ns()
 
-    def _complete(call: CapturedLlmCall, t0: int, response: Any) -> None:
+    stream_wrapper = AsyncStreamWrapper if is_async else StreamWrapper
+
+    def _end(call: CapturedLlmCall, streaming: bool, t0: int, response: Any) -> Any:
+        """What the caller gets: the wrapped stream, or the completed response."""
+        if streaming:
+            return stream_wrapper(response, call, t0, adapter)
         call.latency_ns = _perf_ns() - t0
         try:
             adapter.on_response(call, response)
         except Exception:  # never let extraction break the user's call
             pass
+        return response
 
     if is_async:
 
@@ -140,17 +160,13 @@ def make_wrapper(
             ctx = get_ctx()
             if ctx is None:
                 return await original(*args, **kwargs)
-            call, streaming = _begin(ctx, args, kwargs)
-            t0 = _perf_ns()
+            call, streaming, t0 = _begin(ctx, args, kwargs)
             try:
                 response = await original(*args, **kwargs)
             except BaseException as exc:
                 _record_error(call, t0, exc)
                 raise
-            if streaming:
-                return AsyncStreamWrapper(response, call, t0, adapter)
-            _complete(call, t0, response)
-            return response
+            return _end(call, streaming, t0, response)
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
@@ -159,17 +175,13 @@ def make_wrapper(
             ctx = get_ctx()
             if ctx is None:
                 return original(*args, **kwargs)
-            call, streaming = _begin(ctx, args, kwargs)
-            t0 = _perf_ns()
+            call, streaming, t0 = _begin(ctx, args, kwargs)
             try:
                 response = original(*args, **kwargs)
             except BaseException as exc:
                 _record_error(call, t0, exc)
                 raise
-            if streaming:
-                return StreamWrapper(response, call, t0, adapter)
-            _complete(call, t0, response)
-            return response
+            return _end(call, streaming, t0, response)
 
         wrapper = sync_wrapper
 
@@ -191,16 +203,9 @@ def is_patched(fn: Any) -> bool:
     return getattr(fn, "_infinium_patched", None) is True
 
 
-def _start_stream(call: CapturedLlmCall, t0: int, adapter: Adapter) -> None:
-    call._t0 = t0
-    call._t_last = 0
-    call._parts = [] if adapter.capture_content else None
-    call._output_limit = OUTPUT_CONTENT_LIMIT
-    call._open = True
-
-
-class StreamWrapper:
-    """Transparent wrapper of a sync stream (iterator and context manager).
+class _StreamWrapperBase:
+    """What the sync and async stream wrappers share: the call record's bookkeeping
+    and transparent access to the wrapped stream's other attributes.
 
     The call record is finalised exactly once: at the end of the stream, on
     ``close()`` / ``__exit__``, when the wrapper is garbage-collected, or at the
@@ -209,12 +214,54 @@ class StreamWrapper:
 
     __slots__ = ("__weakref__", "_adapter", "_call", "_it", "_stream")
 
+    #: The exception that ends the iteration normally.
+    _stop: type = StopIteration
+    _kind = "stream"
+
     def __init__(self, stream: Any, call: CapturedLlmCall, t0: int, adapter: Adapter) -> None:
         self._stream = stream
         self._call = call
         self._adapter = adapter
         self._it: Any = None
-        _start_stream(call, t0, adapter)
+        call._t0 = t0
+        call._t_last = 0
+        call._parts = [] if adapter.capture_content else None
+        call._output_limit = OUTPUT_CONTENT_LIMIT
+        call._open = True
+
+    def _received(self, item: Any) -> Any:
+        """Update the call record from one item, which is passed on unchanged."""
+        call = self._call
+        call._t_last = _perf_ns()
+        try:
+            self._adapter.on_item(call, item)
+        except Exception:
+            pass
+        return item
+
+    def _ended(self, exc: BaseException) -> None:
+        """The iteration stopped (``exc`` is the stop exception) or failed."""
+        self._call.finish_stream(None if isinstance(exc, self._stop) else exc)
+
+    def __del__(self) -> None:
+        try:
+            self._call.finish_stream()
+        except Exception:
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _StreamWrapperBase.__slots__:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+    def __repr__(self) -> str:
+        return f"<infinium {self._kind} wrapper of {self._stream!r}>"
+
+
+class StreamWrapper(_StreamWrapperBase):
+    """Transparent wrapper of a sync stream (iterator and context manager)."""
+
+    __slots__ = ()
 
     def __iter__(self) -> StreamWrapper:
         return self
@@ -223,21 +270,12 @@ class StreamWrapper:
         it = self._it
         if it is None:
             it = self._it = iter(self._stream)
-        call = self._call
         try:
             item = next(it)
-        except StopIteration:
-            call.finish_stream()
-            raise
         except BaseException as exc:
-            call.finish_stream(exc)
+            self._ended(exc)
             raise
-        call._t_last = _perf_ns()
-        try:
-            self._adapter.on_item(call, item)
-        except Exception:
-            pass
-        return item
+        return self._received(item)
 
     def __enter__(self) -> StreamWrapper:
         enter = getattr(self._stream, "__enter__", None)
@@ -258,32 +296,14 @@ class StreamWrapper:
         if close is not None:
             close()
 
-    def __del__(self) -> None:
-        try:
-            self._call.finish_stream()
-        except Exception:
-            pass
 
-    def __getattr__(self, name: str) -> Any:
-        if name in StreamWrapper.__slots__:
-            raise AttributeError(name)
-        return getattr(self._stream, name)
-
-    def __repr__(self) -> str:
-        return f"<infinium stream wrapper of {self._stream!r}>"
-
-
-class AsyncStreamWrapper:
+class AsyncStreamWrapper(_StreamWrapperBase):
     """Transparent wrapper of an async stream (async iterator and context manager)."""
 
-    __slots__ = ("__weakref__", "_adapter", "_call", "_it", "_stream")
+    __slots__ = ()
 
-    def __init__(self, stream: Any, call: CapturedLlmCall, t0: int, adapter: Adapter) -> None:
-        self._stream = stream
-        self._call = call
-        self._adapter = adapter
-        self._it: Any = None
-        _start_stream(call, t0, adapter)
+    _stop = StopAsyncIteration
+    _kind = "async stream"
 
     def __aiter__(self) -> AsyncStreamWrapper:
         return self
@@ -292,21 +312,12 @@ class AsyncStreamWrapper:
         it = self._it
         if it is None:
             it = self._it = self._stream.__aiter__()
-        call = self._call
         try:
             item = await it.__anext__()
-        except StopAsyncIteration:
-            call.finish_stream()
-            raise
         except BaseException as exc:
-            call.finish_stream(exc)
+            self._ended(exc)
             raise
-        call._t_last = _perf_ns()
-        try:
-            self._adapter.on_item(call, item)
-        except Exception:
-            pass
-        return item
+        return self._received(item)
 
     async def __aenter__(self) -> AsyncStreamWrapper:
         enter = getattr(self._stream, "__aenter__", None)
@@ -330,17 +341,3 @@ class AsyncStreamWrapper:
                 await result
 
     aclose = close
-
-    def __del__(self) -> None:
-        try:
-            self._call.finish_stream()
-        except Exception:
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        if name in AsyncStreamWrapper.__slots__:
-            raise AttributeError(name)
-        return getattr(self._stream, name)
-
-    def __repr__(self) -> str:
-        return f"<infinium async stream wrapper of {self._stream!r}>"

@@ -7,7 +7,6 @@ The ``anthropic`` package is imported only by :meth:`AnthropicInstrumentor.instr
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ._context import (
@@ -16,15 +15,13 @@ from ._context import (
     Adapter,
     CapturedLlmCall,
     as_number,
-    is_patched,
-    make_wrapper,
     model_name,
+    take_model_and_usage,
     truncate_preview,
 )
+from ._instrument import ClassInstrumentor, patch_attr, sync_and_async
 
 __all__ = ["AnthropicInstrumentor", "patch_anthropic_client", "patch_async_anthropic_client"]
-
-logger = logging.getLogger(__name__)
 
 
 def _input_preview(messages: Any, system: Any) -> Optional[str]:
@@ -60,13 +57,7 @@ class AnthropicAdapter(Adapter):
         return call, kwargs.get("stream") is True
 
     def on_response(self, call: CapturedLlmCall, response: Any) -> None:
-        model = getattr(response, "model", None)
-        if model:
-            call.model = model_name(model)
-        usage = getattr(response, "usage", None)
-        if usage:
-            call.prompt_tokens = getattr(usage, "input_tokens", None)
-            call.completion_tokens = getattr(usage, "output_tokens", None)
+        take_model_and_usage(call, response, "input_tokens", "output_tokens")
         if self.capture_content:
             try:
                 for block in response.content:
@@ -100,13 +91,8 @@ class AnthropicAdapter(Adapter):
 
 def _patch_instance(client: Any, capture_content: bool, is_async: bool) -> Any:
     messages = getattr(client, "messages", None)
-    if messages is None:
-        return client
-    original = messages.create
-    if not is_patched(original):
-        messages.create = make_wrapper(
-            original, AnthropicAdapter(capture_content), is_async=is_async
-        )
+    if messages is not None:
+        patch_attr(messages, "create", AnthropicAdapter(capture_content), is_async=is_async)
     return client
 
 
@@ -120,43 +106,18 @@ def patch_async_anthropic_client(client: Any, capture_content: bool = False) -> 
     return _patch_instance(client, capture_content, is_async=True)
 
 
-class AnthropicInstrumentor:
+class AnthropicInstrumentor(ClassInstrumentor):
     """Patch ``Messages.create`` / ``AsyncMessages.create`` for every client."""
 
     _original_sync_create: Optional[Callable[..., Any]] = None
     _original_async_create: Optional[Callable[..., Any]] = None
 
-    def __init__(self, capture_content: bool = False) -> None:
-        self.capture_content = capture_content
-
-    def instrument(self) -> None:
-        try:
-            from anthropic.resources.messages import AsyncMessages, Messages
-        except ImportError:
-            logger.warning("anthropic package not installed; AnthropicInstrumentor is a no-op")
-            return
-        cls = AnthropicInstrumentor
-        adapter = AnthropicAdapter(self.capture_content)
-        if cls._original_sync_create is None:
-            cls._original_sync_create = Messages.create
-        if cls._original_async_create is None:
-            cls._original_async_create = AsyncMessages.create
-        sync_wrapper = make_wrapper(cls._original_sync_create, adapter, is_async=False, method=True)
-        async_wrapper = make_wrapper(
-            cls._original_async_create, adapter, is_async=True, method=True
-        )
-        setattr(Messages, "create", sync_wrapper)  # noqa: B010
-        setattr(AsyncMessages, "create", async_wrapper)  # noqa: B010
-
-    def uninstrument(self) -> None:
-        try:
-            from anthropic.resources.messages import AsyncMessages, Messages
-        except ImportError:
-            return
-        cls = AnthropicInstrumentor
-        if cls._original_sync_create is not None:
-            setattr(Messages, "create", cls._original_sync_create)  # noqa: B010
-            cls._original_sync_create = None
-        if cls._original_async_create is not None:
-            setattr(AsyncMessages, "create", cls._original_async_create)  # noqa: B010
-            cls._original_async_create = None
+    missing = "anthropic package not installed"
+    targets = sync_and_async(
+        "anthropic.resources.messages",
+        "Messages",
+        "AsyncMessages",
+        "create",
+        AnthropicAdapter,
+        aliases=("_original_sync_create", "_original_async_create"),
+    )

@@ -12,8 +12,8 @@ is imported except by :meth:`GoogleInstrumentor.instrument`.
 
 from __future__ import annotations
 
-import logging
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Dict, Optional, Tuple
 
 from ._context import (
     INPUT_CONTENT_LIMIT,
@@ -21,15 +21,12 @@ from ._context import (
     Adapter,
     CapturedLlmCall,
     as_number,
-    is_patched,
-    make_wrapper,
     model_name,
     truncate_preview,
 )
+from ._instrument import ClassInstrumentor, PatchTarget, patch_attr, sync_and_async
 
 __all__ = ["GoogleInstrumentor", "patch_google_genai_client", "patch_google_model"]
-
-logger = logging.getLogger(__name__)
 
 
 def _input_preview(contents: Any) -> Optional[str]:
@@ -151,18 +148,14 @@ def patch_google_model(model: Any, capture_content: bool = False) -> Any:
         capture_content, model_name(getattr(model, "model_name", "unknown"))
     )
     for attr, is_async in (("generate_content", False), ("generate_content_async", True)):
-        original = getattr(model, attr, None)
-        if original is not None and not is_patched(original):
-            setattr(model, attr, make_wrapper(original, adapter, is_async=is_async))
+        patch_attr(model, attr, adapter, is_async=is_async)
     return model
 
 
 def _patch_models(models: Any, capture_content: bool, is_async: bool) -> None:
     for attr, stream in (("generate_content", False), ("generate_content_stream", True)):
-        original = getattr(models, attr, None)
-        if original is not None and not is_patched(original):
-            adapter = GenAIAdapter(capture_content, always_stream=stream)
-            setattr(models, attr, make_wrapper(original, adapter, is_async=is_async))
+        adapter = GenAIAdapter(capture_content, always_stream=stream)
+        patch_attr(models, attr, adapter, is_async=is_async)
 
 
 def patch_google_genai_client(client: Any, capture_content: bool = False) -> Any:
@@ -177,7 +170,11 @@ def patch_google_genai_client(client: Any, capture_content: bool = False) -> Any
     return client
 
 
-class GoogleInstrumentor:
+def _legacy_class_adapter(capture_content: bool) -> LegacyGeminiAdapter:
+    return LegacyGeminiAdapter(capture_content, None)  # model read per call
+
+
+class GoogleInstrumentor(ClassInstrumentor):
     """Class-level patching of Gemini clients.
 
     Patches ``google.genai`` ``Models`` / ``AsyncModels`` (``generate_content`` and
@@ -187,66 +184,38 @@ class GoogleInstrumentor:
 
     _original_sync: Any = None
     _original_async: Any = None
-    _originals: ClassVar[Dict[Tuple[Any, str], Any]] = {}
 
-    def __init__(self, capture_content: bool = False) -> None:
-        self.capture_content = capture_content
-
-    @staticmethod
-    def _targets() -> List[Tuple[Any, str, bool, bool, bool]]:
-        """(class, attribute, is_async, is_stream, legacy) for the installed packages."""
-        targets: List[Tuple[Any, str, bool, bool, bool]] = []
-        try:
-            from google.genai.models import AsyncModels, Models
-
-            targets += [
-                (Models, "generate_content", False, False, False),
-                (Models, "generate_content_stream", False, True, False),
-                (AsyncModels, "generate_content", True, False, False),
-                (AsyncModels, "generate_content_stream", True, True, False),
-            ]
-        except ImportError:
-            pass
-        try:
-            from google.generativeai import GenerativeModel
-
-            targets.append((GenerativeModel, "generate_content", False, False, True))
-            if hasattr(GenerativeModel, "generate_content_async"):
-                targets.append((GenerativeModel, "generate_content_async", True, False, True))
-        except ImportError:
-            pass
-        return targets
-
-    def instrument(self) -> None:
-        targets = self._targets()
-        if not targets:
-            logger.warning(
-                "neither google-genai nor google-generativeai installed; "
-                "GoogleInstrumentor is a no-op"
-            )
-            return
-        originals = GoogleInstrumentor._originals
-        for cls, attr, is_async, is_stream, legacy in targets:
-            key = (cls, attr)
-            if key not in originals:
-                originals[key] = cls.__dict__.get(attr, getattr(cls, attr))
-            adapter: Adapter
-            if legacy:
-                adapter = LegacyGeminiAdapter(self.capture_content, None)
-            else:
-                adapter = GenAIAdapter(self.capture_content, always_stream=is_stream)
-            setattr(
-                cls, attr, make_wrapper(originals[key], adapter, is_async=is_async, method=True)
-            )
-            if legacy and attr == "generate_content":
-                GoogleInstrumentor._original_sync = originals[key]
-            elif legacy:
-                GoogleInstrumentor._original_async = originals[key]
-
-    def uninstrument(self) -> None:
-        originals = GoogleInstrumentor._originals
-        for (cls, attr), original in list(originals.items()):
-            setattr(cls, attr, original)
-        originals.clear()
-        GoogleInstrumentor._original_sync = None
-        GoogleInstrumentor._original_async = None
+    missing = "neither google-genai nor google-generativeai installed"
+    targets = (
+        *sync_and_async(
+            "google.genai.models",
+            "Models",
+            "AsyncModels",
+            "generate_content",
+            partial(GenAIAdapter, always_stream=False),
+        ),
+        *sync_and_async(
+            "google.genai.models",
+            "Models",
+            "AsyncModels",
+            "generate_content_stream",
+            partial(GenAIAdapter, always_stream=True),
+        ),
+        PatchTarget(
+            "google.generativeai",
+            "GenerativeModel",
+            "generate_content",
+            False,
+            _legacy_class_adapter,
+            alias="_original_sync",
+        ),
+        PatchTarget(
+            "google.generativeai",
+            "GenerativeModel",
+            "generate_content_async",
+            True,
+            _legacy_class_adapter,
+            alias="_original_async",
+            optional=True,
+        ),
+    )

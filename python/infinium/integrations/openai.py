@@ -7,7 +7,6 @@ The ``openai`` package is imported only by :meth:`OpenAIInstrumentor.instrument`
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ._context import (
@@ -16,15 +15,13 @@ from ._context import (
     Adapter,
     CapturedLlmCall,
     as_number,
-    is_patched,
-    make_wrapper,
     model_name,
+    take_model_and_usage,
     truncate_preview,
 )
+from ._instrument import ClassInstrumentor, patch_attr, sync_and_async
 
 __all__ = ["OpenAIInstrumentor", "patch_async_openai_client", "patch_openai_client"]
-
-logger = logging.getLogger(__name__)
 
 
 def detect_provider(client: Any) -> str:
@@ -74,13 +71,7 @@ class OpenAIAdapter(Adapter):
         return call, kwargs.get("stream") is True
 
     def on_response(self, call: CapturedLlmCall, response: Any) -> None:
-        model = getattr(response, "model", None)
-        if model:
-            call.model = model_name(model)
-        usage = getattr(response, "usage", None)
-        if usage:
-            call.prompt_tokens = getattr(usage, "prompt_tokens", None)
-            call.completion_tokens = getattr(usage, "completion_tokens", None)
+        take_model_and_usage(call, response, "prompt_tokens", "completion_tokens")
         if self.capture_content:
             try:
                 call.output_preview = truncate_preview(
@@ -108,13 +99,9 @@ class OpenAIAdapter(Adapter):
 
 def _patch_instance(client: Any, capture_content: bool, is_async: bool) -> Any:
     completions = getattr(getattr(client, "chat", None), "completions", None)
-    if completions is None:
-        return client
-    original = completions.create
-    if is_patched(original):
-        return client
-    adapter = OpenAIAdapter(capture_content, detect_provider(client))
-    completions.create = make_wrapper(original, adapter, is_async=is_async)
+    if completions is not None:
+        adapter = OpenAIAdapter(capture_content, detect_provider(client))
+        patch_attr(completions, "create", adapter, is_async=is_async)
     return client
 
 
@@ -128,7 +115,11 @@ def patch_async_openai_client(client: Any, capture_content: bool = False) -> Any
     return _patch_instance(client, capture_content, is_async=True)
 
 
-class OpenAIInstrumentor:
+def _class_adapter(capture_content: bool) -> OpenAIAdapter:
+    return OpenAIAdapter(capture_content, None)  # provider detected per call
+
+
+class OpenAIInstrumentor(ClassInstrumentor):
     """Patch ``Completions.create`` / ``AsyncCompletions.create`` for every client.
 
     ``OpenAIInstrumentor(capture_content=True).instrument()``; ``uninstrument()``
@@ -138,37 +129,12 @@ class OpenAIInstrumentor:
     _original_sync_create: Optional[Callable[..., Any]] = None
     _original_async_create: Optional[Callable[..., Any]] = None
 
-    def __init__(self, capture_content: bool = False) -> None:
-        self.capture_content = capture_content
-
-    def instrument(self) -> None:
-        try:
-            from openai.resources.chat.completions import AsyncCompletions, Completions
-        except ImportError:
-            logger.warning("openai package not installed; OpenAIInstrumentor is a no-op")
-            return
-        cls = OpenAIInstrumentor
-        adapter = OpenAIAdapter(self.capture_content, None)
-        if cls._original_sync_create is None:
-            cls._original_sync_create = Completions.create
-        if cls._original_async_create is None:
-            cls._original_async_create = AsyncCompletions.create
-        sync_wrapper = make_wrapper(cls._original_sync_create, adapter, is_async=False, method=True)
-        async_wrapper = make_wrapper(
-            cls._original_async_create, adapter, is_async=True, method=True
-        )
-        setattr(Completions, "create", sync_wrapper)  # noqa: B010
-        setattr(AsyncCompletions, "create", async_wrapper)  # noqa: B010
-
-    def uninstrument(self) -> None:
-        try:
-            from openai.resources.chat.completions import AsyncCompletions, Completions
-        except ImportError:
-            return
-        cls = OpenAIInstrumentor
-        if cls._original_sync_create is not None:
-            setattr(Completions, "create", cls._original_sync_create)  # noqa: B010
-            cls._original_sync_create = None
-        if cls._original_async_create is not None:
-            setattr(AsyncCompletions, "create", cls._original_async_create)  # noqa: B010
-            cls._original_async_create = None
+    missing = "openai package not installed"
+    targets = sync_and_async(
+        "openai.resources.chat.completions",
+        "Completions",
+        "AsyncCompletions",
+        "create",
+        _class_adapter,
+        aliases=("_original_sync_create", "_original_async_create"),
+    )
