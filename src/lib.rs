@@ -14,6 +14,8 @@ pub mod batch;
 pub mod bridge;
 pub mod client;
 pub mod error;
+// background export (issue 6)
+pub mod export;
 pub mod json;
 pub mod limiter;
 pub mod payload;
@@ -43,5 +45,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_class::<client::CoreClient>()?;
+    // background export (issue 6)
+    m.add_class::<export::Exporter>()?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 """Type stubs for the compiled ``infinium._core`` extension (src/)."""
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 __version__: str
 MAX_PAYLOAD_SIZE: int
@@ -51,3 +51,26 @@ class CoreClient:
     async def send_batch_async(
         self, path: str, tasks: List[Any], max_concurrent: int = 5, fail_fast: bool = False
     ) -> List[Tuple[bool, Optional[int], Any, str]]: ...
+
+# --- background export (issue 6) ---
+class Exporter:
+    def __init__(
+        self,
+        core: CoreClient,
+        path: str,
+        agent: str,
+        *,
+        max_queue_size: int = 10_000,
+        concurrency: int = 8,
+        spool_dir: Optional[str] = None,
+        durable: bool = False,
+    ) -> None: ...
+    def enqueue(self, body: bytes) -> str: ...
+    def take_warnings(self) -> Optional[List[str]]: ...
+    def flush(self, timeout: Optional[float] = None) -> bool: ...
+    async def flush_async(self, timeout: Optional[float] = None) -> bool: ...
+    def close(self, timeout: float) -> bool: ...
+    async def close_async(self, timeout: float) -> bool: ...
+    def stats(self) -> Dict[str, int]: ...
+    @property
+    def spool_path(self) -> Optional[str]: ...
