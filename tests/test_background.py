@@ -612,3 +612,29 @@ def test_async_close_and_stats(server: DedupServer) -> None:
     st = asyncio.run(main())
     assert len(server.stored) == 30
     assert st == {k: 0 for k in st}  # closed client reports nothing queued
+
+
+# --- infinium replay DIR -----------------------------------------------------------
+
+
+def test_replay_cli_delivers_backlog(server: DedupServer, tmp_path: Path, capsys: Any) -> None:
+    from infinium._replay import agents_in, replay_main
+
+    server.stop()
+    first = bg_client(server.base_url, spool_dir=tmp_path, shutdown_timeout=0.2)
+    keys = send_many(first, 400)
+    first.close()
+    assert agents_in(tmp_path) == [AGENT]
+    # Server still down: nothing delivered, exit status 1, backlog kept.
+    argv = [str(tmp_path), "--base-url", server.base_url, "--agent-secret", SECRET]
+    assert replay_main([*argv, "--stall-timeout", "0.5", "--no-rate-limit"]) == 1
+    assert "400 left in the spool" in capsys.readouterr().out
+    server.start()
+    assert replay_main([*argv, "--no-rate-limit"]) == 0
+    captured = capsys.readouterr()
+    assert "replayed 400 trace(s), 0 rejected by the server, 0 left" in captured.out
+    assert "400/400" in captured.err
+    assert set(server.stored) == set(keys) and server.duplicates == 0
+    assert list(tmp_path.iterdir()) == []
+    assert replay_main([*argv, "-q"]) == 0
+    assert "nothing to replay" in capsys.readouterr().out

@@ -81,7 +81,7 @@ def start(
             # hook that stops background completions.
             atexit.register(close_all)
             _atexit_registered = True
-    _ensure_mp_finalizer()
+        _ensure_mp_finalizer()
     log_warnings(exporter)
     return exporter
 

@@ -118,9 +118,17 @@ impl Inner {
             dropped_unreported: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
-        let mut tasks = vec![rt.spawn(caught(worker::dispatcher(inner.clone(), stop_rx.clone())))];
+        let mut tasks = vec![rt.spawn(caught(
+            inner.clone(),
+            "dispatcher",
+            worker::dispatcher(inner.clone(), stop_rx.clone()),
+        ))];
         if inner.spool.is_some() {
-            tasks.push(rt.spawn(caught(worker::replayer(inner.clone(), stop_rx))));
+            tasks.push(rt.spawn(caught(
+                inner.clone(),
+                "replayer",
+                worker::replayer(inner.clone(), stop_rx),
+            )));
         }
         *inner.tasks.lock() = tasks;
         Ok(inner)
@@ -146,17 +154,24 @@ impl Inner {
 
     fn note_dropped(&self, n: u64) {
         Counters::add(&self.counters.dropped, n);
-        let unreported = self.dropped_unreported.fetch_add(n, Ordering::Relaxed) + n;
+        self.dropped_unreported.fetch_add(n, Ordering::Relaxed);
         let mut last = self.last_drop_warning.lock();
         if last.map_or(true, |t| t.elapsed() >= DROP_WARN_EVERY) {
             *last = Some(Instant::now());
-            self.dropped_unreported
-                .fetch_sub(unreported, Ordering::Relaxed);
             drop(last);
+            self.report_dropped();
+        }
+    }
+
+    /// Warn about the traces dropped since the last such warning.
+    fn report_dropped(&self) {
+        let n = self.dropped_unreported.swap(0, Ordering::Relaxed);
+        if n > 0 {
             self.warn(format!(
                 "background export queue is full (max_queue_size={}) and no spool_dir is set: \
-                 dropped {unreported} oldest trace(s)",
-                self.capacity
+                 dropped {n} oldest trace(s) ({} in all)",
+                self.capacity,
+                Counters::get(&self.counters.dropped)
             ));
         }
     }
@@ -390,6 +405,7 @@ impl Inner {
                 self.drain_spool_warnings();
             }
             None => {
+                self.report_dropped();
                 if !items.is_empty() {
                     Counters::add(&self.counters.dropped, items.len() as u64);
                     self.warn(format!(
@@ -413,11 +429,16 @@ fn secs(s: f64) -> Duration {
     })
 }
 
-/// Run a background task, swallowing a panic instead of killing a runtime
-/// thread's task silently (the task simply ends).
-async fn caught(fut: impl std::future::Future<Output = ()>) {
+/// Run a background task; a panic ends it with a warning instead of
+/// unwinding through a runtime thread.
+async fn caught(inner: Arc<Inner>, what: &'static str, fut: impl std::future::Future<Output = ()>) {
     use futures_util::FutureExt;
-    let _ = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+    if let Err(p) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        inner.warn(format!(
+            "background export {what} stopped: {}",
+            crate::error::from_panic(p)
+        ));
+    }
 }
 
 /// `infinium._core.Exporter`: the background queue of one client.
