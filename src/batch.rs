@@ -130,23 +130,22 @@ pub async fn run(
     let mut in_flight: JoinSet<(usize, Result<Response, Error>)> = JoinSet::new();
     let mut input_done = false;
 
-    let record =
-        |out: &mut BatchOutcome, index: usize, result: Result<Response, String>| match result {
-            Ok(r) => {
-                out.successful += 1;
-                out.slots[index].outcome = Some(Outcome::Sent(r));
+    let record = |out: &mut BatchOutcome, index: usize, result: Result<Response, String>| match result {
+        Ok(r) => {
+            out.successful += 1;
+            out.slots[index].outcome = Some(Outcome::Sent(r));
+        }
+        Err(text) => {
+            let name = out.slots[index].name.clone();
+            let message = format!("Task '{name}' failed: {text}");
+            out.failed += 1;
+            out.errors.push(message.clone());
+            out.slots[index].outcome = Some(Outcome::Failed { message });
+            if fail_fast && out.stopped_on.is_none() {
+                out.stopped_on = Some((name, text));
             }
-            Err(text) => {
-                let name = out.slots[index].name.clone();
-                let message = format!("Task '{name}' failed: {text}");
-                out.failed += 1;
-                out.errors.push(message.clone());
-                out.slots[index].outcome = Some(Outcome::Failed { message });
-                if fail_fast && out.stopped_on.is_none() {
-                    out.stopped_on = Some((name, text));
-                }
-            }
-        };
+        }
+    };
 
     loop {
         if out.stopped_on.is_some() {

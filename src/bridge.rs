@@ -113,9 +113,7 @@ where
 {
     let resolve = RESOLVE
         .get_or_try_init(py, || {
-            py.import("infinium._aio")?
-                .getattr("resolve")
-                .map(Bound::unbind)
+            py.import("infinium._aio")?.getattr("resolve").map(Bound::unbind)
         })?
         .clone_ref(py);
     let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;

@@ -56,6 +56,13 @@ impl CoreClient {
             Some((id, key)) => Auth::Prompt { id, key },
             None => Auth::Agent,
         };
+        // Every POST carries an Idempotency-Key, fixed across its retries, so
+        // the server can drop the duplicate a retry after a lost answer makes.
+        let idempotency_key = match idempotency_key {
+            Some(k) => Some(k),
+            None if method == Method::POST => Some(uuid::Uuid::new_v4().to_string()),
+            None => None,
+        };
         Ok(Request {
             method,
             path,

@@ -13,10 +13,7 @@ use crate::json::json_to_py;
 #[derive(Debug)]
 pub enum Error {
     /// Bad input, caught before anything was sent.
-    Validation {
-        message: String,
-        field: Option<String>,
-    },
+    Validation { message: String, field: Option<String> },
     /// 401.
     Auth {
         message: String,
@@ -56,10 +53,7 @@ pub enum Error {
         errors: Vec<String>,
     },
     /// Invalid SDK configuration.
-    Config {
-        message: String,
-        key: Option<String>,
-    },
+    Config { message: String, key: Option<String> },
     /// Anything else (including a caught Rust panic).
     Unexpected(String),
     /// An exception raised by Python code we called (e.g. a user `model_dump`),

@@ -20,6 +20,7 @@ pub mod json;
 pub mod limiter;
 pub mod payload;
 pub mod runtime;
+pub mod server;
 pub mod transport;
 
 /// Run `f`, turning an `Error` into the matching Python exception and a
@@ -45,6 +46,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_class::<client::CoreClient>()?;
+    server::register(m)?;
     // background export (issue 6)
     m.add_class::<export::Exporter>()?;
     Ok(())

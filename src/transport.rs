@@ -156,10 +156,7 @@ impl Transport {
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             Auth::Prompt { id, key } => {
-                h.insert(
-                    HeaderName::from_static("x-prompt-id"),
-                    val(id, "prompt_id")?,
-                );
+                h.insert(HeaderName::from_static("x-prompt-id"), val(id, "prompt_id")?);
                 let mut k = val(key, "prompt_key")?;
                 k.set_sensitive(true);
                 h.insert(HeaderName::from_static("x-prompt-key"), k);
@@ -187,11 +184,7 @@ impl Transport {
         self.execute_counted(req, &mut Attempts::default()).await
     }
 
-    pub async fn execute_counted(
-        &self,
-        req: &Request,
-        counts: &mut Attempts,
-    ) -> Result<Response, Error> {
+    pub async fn execute_counted(&self, req: &Request, counts: &mut Attempts) -> Result<Response, Error> {
         let mut attempt = 0u32;
         loop {
             if let Some(l) = &self.limiter {
@@ -301,9 +294,7 @@ pub fn map_status(
         200..=299 => Ok(Response { status, body }),
         401 => Err(Error::Auth {
             message: match auth {
-                Auth::Prompt { .. } => {
-                    "Authentication failed. Check your prompt_id and prompt_key."
-                }
+                Auth::Prompt { .. } => "Authentication failed. Check your prompt_id and prompt_key.",
                 Auth::Agent => "Authentication failed. Check your agent_id and agent_secret.",
             }
             .into(),
@@ -357,9 +348,7 @@ mod tests {
             "Authentication failed. Check your prompt_id and prompt_key."
         );
         assert_eq!(
-            map_status(429, None, Some("7"), &agent)
-                .unwrap_err()
-                .message(),
+            map_status(429, None, Some("7"), &agent).unwrap_err().message(),
             "Rate limit exceeded. Retry after 7 seconds."
         );
         assert_eq!(
@@ -368,9 +357,7 @@ mod tests {
         );
         let body = serde_json::json!({"error": "bad trace"});
         assert_eq!(
-            map_status(400, Some(body), None, &agent)
-                .unwrap_err()
-                .message(),
+            map_status(400, Some(body), None, &agent).unwrap_err().message(),
             "bad trace"
         );
         assert_eq!(

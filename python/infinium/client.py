@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from typing import (
     Any,
     Callable,
@@ -159,7 +158,7 @@ def _version_text(version: Union[str, int]) -> str:
 class _Ops:
     """State and operations shared by the sync and async clients."""
 
-    _core: Optional[_core.CoreClient]
+    _engine: Optional[_core.CoreClient]
 
     def __init__(
         self,
@@ -203,7 +202,7 @@ class _Ops:
         if enable_logging:
             logging.basicConfig(level=getattr(logging, log_level.upper()))
         self.logger = logger
-        self._core = _core.CoreClient(
+        self._engine = _core.CoreClient(
             self.base_url,
             agent_id,
             agent_secret,
@@ -229,7 +228,7 @@ class _Ops:
                 self._export_error = exc
             else:
                 self._exporter = _background.start(
-                    self._core,
+                    self._engine,
                     path,
                     path.split("/")[2],
                     max_queue_size=max_queue_size,
@@ -243,7 +242,7 @@ class _Ops:
         return f"{type(self).__name__}(agent_id={self.agent_id!r}, base_url={self.base_url!r})"
 
     def _live_core(self) -> _core.CoreClient:
-        core = self._core
+        core = self._engine
         if core is None:
             raise InfiniumError("This client is closed")
         return core
@@ -256,7 +255,7 @@ class _Ops:
     def _enqueue(self, task_data: TaskData) -> ApiResponse:
         """Validate and serialise here, queue the bytes in Rust, return at once."""
         exporter = self._exporter
-        if exporter is None or self._core is None:
+        if exporter is None or self._engine is None:
             if self._export_error is not None:
                 raise self._export_error
             raise InfiniumError("This client is closed")
@@ -275,7 +274,7 @@ class _Ops:
         name = getattr(task_data, "name", None)
         if logger.isEnabledFor(logging.INFO):
             logger.info("Sending task '%s' to %s%s", name, self.base_url, path)
-        answer = yield _Http("POST", path, body, idempotency_key=str(uuid.uuid4()))
+        answer = yield _Http("POST", path, body)
         logger.info("Task '%s' sent successfully", name)
         return _api_response(answer)
 
@@ -289,9 +288,7 @@ class _Ops:
     ) -> TaskData:
         unknown = sorted(set(kwargs) - _SEND_TASK_KWARGS)
         if unknown:
-            raise TypeError(
-                "send_task() got unexpected keyword argument(s): " + ", ".join(unknown)
-            )
+            raise TypeError("send_task() got unexpected keyword argument(s): " + ", ".join(unknown))
         validate_required_field(name, "name")
         validate_required_field(description, "description")
         validate_string_length(name, "name", MAX_NAME_LENGTH)
@@ -451,9 +448,7 @@ def _drive_sync(core: _core.CoreClient, op: _Op[T]) -> T:
                     idempotency_key=step.idempotency_key,
                 )
             elif isinstance(step, _Batch):
-                answer = core.send_batch(
-                    step.path, step.tasks, step.max_concurrent, step.fail_fast
-                )
+                answer = core.send_batch(step.path, step.tasks, step.max_concurrent, step.fail_fast)
             else:
                 time.sleep(step.seconds)
                 answer = None
@@ -514,7 +509,7 @@ class InfiniumClient(_Ops):
         exporter, self._exporter = self._exporter, None
         if exporter is not None:
             _background.close(exporter, self.shutdown_timeout)
-        self._core = None
+        self._engine = None
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every trace queued so far is delivered or spooled (True),
@@ -589,7 +584,7 @@ class AsyncInfiniumClient(_Ops):
         exporter, self._exporter = self._exporter, None
         if exporter is not None:
             await _background.close_async(exporter, self.shutdown_timeout)
-        self._core = None
+        self._engine = None
 
     async def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every trace queued so far is delivered or spooled (True),
@@ -642,9 +637,7 @@ class AsyncInfiniumClient(_Ops):
         self, trace_id: str, timeout: float = 120.0, poll_interval: float = 3.0
     ) -> ApiResponse:
         """Poll until the trace is interpreted or ``timeout`` seconds pass."""
-        return await self._run(
-            self._op_wait_for_interpretation(trace_id, timeout, poll_interval)
-        )
+        return await self._run(self._op_wait_for_interpretation(trace_id, timeout, poll_interval))
 
     async def get_prompt(
         self,

@@ -105,7 +105,7 @@ class InfiniumTimeoutError(NetworkError):
 
 
 #: Backwards-compatible alias (shadows the builtin only when imported by name).
-TimeoutError = InfiniumTimeoutError  # noqa: A001
+TimeoutError = InfiniumTimeoutError
 
 
 class ServerError(InfiniumError):

@@ -64,9 +64,7 @@ impl<'py> Source<'_, 'py> {
         let v = match self {
             Source::Object(o) => match o.getattr(name) {
                 Ok(v) => v,
-                Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(o.py()) => {
-                    return Ok(None)
-                }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(o.py()) => return Ok(None),
                 Err(e) => return Err(e),
             },
             Source::Dict(d) => match d.get_item(name)? {
@@ -84,10 +82,7 @@ fn to_error(e: SerError) -> Error {
         SerError::Invalid { rev_path, message } => {
             let path = SerError::path(&rev_path);
             if path.is_empty() {
-                Error::Validation {
-                    message,
-                    field: None,
-                }
+                Error::Validation { message, field: None }
             } else {
                 Error::Validation {
                     message: format!("{path}: {message}"),
@@ -127,9 +122,7 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
             Source::Dict(d)
         }
         Err(_) => {
-            if !obj.hasattr(pyo3::intern!(py, "name"))?
-                || !obj.hasattr(pyo3::intern!(py, "duration"))?
-            {
+            if !obj.hasattr(pyo3::intern!(py, "name"))? || !obj.hasattr(pyo3::intern!(py, "duration"))? {
                 return Err(Error::validation(
                     format!("expected a TaskData or a dict, not {}", type_name(obj)),
                     None,
@@ -142,11 +135,7 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
     let name = src.get("name")?;
     let description = src.get("description")?;
     let none = py.None().into_bound(py);
-    validate::required_text(
-        name.as_ref().unwrap_or(&none),
-        "name",
-        validate::MAX_NAME_LENGTH,
-    )?;
+    validate::required_text(name.as_ref().unwrap_or(&none), "name", validate::MAX_NAME_LENGTH)?;
     validate::required_text(
         description.as_ref().unwrap_or(&none),
         "description",
@@ -302,9 +291,7 @@ fn top_list<'py>(
 ) -> Result<bool, SerError> {
     let Some(v) = v else { return Ok(false) };
     if !(v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()) {
-        return Err(
-            SerError::invalid(format!("expected a list, not {}", type_name(&v))).at_key(key),
-        );
+        return Err(SerError::invalid(format!("expected a list, not {}", type_name(&v))).at_key(key));
     }
     let start = w.buf.len();
     w.key(count, key);
@@ -344,10 +331,7 @@ pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bo
 
 /// Serialise a plain value (dict/list/scalars, with the same extended types).
 #[pyfunction]
-pub fn dumps_value<'py>(
-    py: Python<'py>,
-    value: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyBytes>> {
+pub fn dumps_value<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize_value(value))?;
     Ok(PyBytes::new(py, &body))
 }

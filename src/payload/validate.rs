@@ -22,8 +22,7 @@ pub fn required_text(value: &Bound<'_, PyAny>, field: &str, max: usize) -> Resul
         return Err(invalid(format!("{field} is required"), field));
     }
     if value.is_instance_of::<PyString>() {
-        let text =
-            str_utf8(value).map_err(|_| invalid(format!("{field} is not valid Unicode"), field))?;
+        let text = str_utf8(value).map_err(|_| invalid(format!("{field} is not valid Unicode"), field))?;
         if text.trim().is_empty() {
             return Err(invalid(format!("{field} cannot be empty"), field));
         }

@@ -96,10 +96,7 @@ extern "C" {
     // Part of CPython's public C API since 3.3 (and of the limited API from
     // 3.10); exported by every CPython 3.9+. Zero-copy: the UTF-8 form is
     // cached inside the str object.
-    fn PyUnicode_AsUTF8AndSize(
-        unicode: *mut ffi::PyObject,
-        size: *mut ffi::Py_ssize_t,
-    ) -> *const c_char;
+    fn PyUnicode_AsUTF8AndSize(unicode: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
 }
 
 /// Borrow the UTF-8 text of a `str` (or subclass) without copying.
@@ -116,9 +113,11 @@ pub fn str_utf8<'a>(s: &'a Bound<'_, PyAny>) -> SerResult<&'a str> {
         ));
     }
     // SAFETY: CPython guarantees valid UTF-8 of `size` bytes.
-    Ok(unsafe {
-        std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast::<u8>(), size as usize))
-    })
+    Ok(
+        unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast::<u8>(), size as usize))
+        },
+    )
 }
 
 /// Types imported once from the standard library.
@@ -162,9 +161,7 @@ static FIELD_CACHE: Mutex<Option<FieldCache>> = Mutex::new(None);
 static FIELDS_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `Some(field names)` when `obj`'s type is a dataclass.
-pub fn dataclass_fields(
-    obj: &Bound<'_, PyAny>,
-) -> SerResult<Option<std::sync::Arc<Vec<Py<PyString>>>>> {
+pub fn dataclass_fields(obj: &Bound<'_, PyAny>) -> SerResult<Option<std::sync::Arc<Vec<Py<PyString>>>>> {
     let py = obj.py();
     let ty = obj.get_type();
     let key = ty.as_ptr() as usize;
@@ -175,9 +172,7 @@ pub fn dataclass_fields(
     }
     let names = if ty.hasattr(pyo3::intern!(py, "__dataclass_fields__"))? {
         let fields_fn = FIELDS_FN.get_or_try_init(py, || {
-            py.import("dataclasses")?
-                .getattr("fields")
-                .map(Bound::unbind)
+            py.import("dataclasses")?.getattr("fields").map(Bound::unbind)
         })?;
         let fields = fields_fn.bind(py).call1((&ty,))?;
         let mut names = Vec::new();
@@ -260,8 +255,7 @@ impl<'py> Writer<'py> {
         }
         if v.is_exact_instance_of::<PyBool>() {
             let t = v.is_truthy()?;
-            self.buf
-                .extend_from_slice(if t { b"true" } else { b"false" });
+            self.buf.extend_from_slice(if t { b"true" } else { b"false" });
             return Ok(());
         }
         if v.is_exact_instance_of::<PyInt>() {
@@ -317,13 +311,10 @@ impl<'py> Writer<'py> {
     fn write_dict(&mut self, d: &Bound<'py, PyDict>) -> SerResult {
         self.enter(d.as_any())?;
         self.buf.push(b'{');
-        let mut count = 0;
-        for (k, val) in d.iter() {
+        for (count, (k, val)) in d.iter().enumerate() {
             let key = self.dict_key(&k)?;
             self.key(count, &key);
-            self.write_value(&val)
-                .map_err(|e| e.at(Seg::Key(key.clone())))?;
-            count += 1;
+            self.write_value(&val).map_err(|e| e.at(Seg::Key(key.clone())))?;
         }
         self.buf.push(b'}');
         self.leave();
@@ -423,13 +414,9 @@ impl<'py> Writer<'py> {
             return Ok(());
         }
         if v.is_instance(types.decimal.bind(py))? {
-            let finite = v
-                .call_method0(pyo3::intern!(py, "is_finite"))?
-                .is_truthy()?;
+            let finite = v.call_method0(pyo3::intern!(py, "is_finite"))?.is_truthy()?;
             if !finite {
-                return Err(SerError::invalid(
-                    "a non-finite Decimal is not allowed in JSON",
-                ));
+                return Err(SerError::invalid("a non-finite Decimal is not allowed in JSON"));
             }
             // Exact decimal text as a JSON number (no float rounding).
             let s = v.str()?;
@@ -470,11 +457,7 @@ impl<'py> Writer<'py> {
 
     /// Write `obj` (a dataclass) as an object under the omission rules.
     /// Returns false, having written nothing, when no field survives.
-    pub fn write_dataclass(
-        &mut self,
-        obj: &Bound<'py, PyAny>,
-        fields: &[Py<PyString>],
-    ) -> SerResult<bool> {
+    pub fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, fields: &[Py<PyString>]) -> SerResult<bool> {
         self.enter(obj)?;
         let start = self.buf.len();
         self.buf.push(b'{');
@@ -501,10 +484,7 @@ impl<'py> Writer<'py> {
                 continue;
             }
             let key = str_utf8(name.as_any())?;
-            if self
-                .write_field(count, key, &value)
-                .map_err(|e| e.at_key(key))?
-            {
+            if self.write_field(count, key, &value).map_err(|e| e.at_key(key))? {
                 count += 1;
             }
         }
@@ -520,23 +500,17 @@ impl<'py> Writer<'py> {
 
     /// One non-None dataclass field: `"key":value`, or nothing when the
     /// value is an empty dataclass or a list that ends up empty.
-    pub fn write_field(
-        &mut self,
-        count: usize,
-        key: &str,
-        value: &Bound<'py, PyAny>,
-    ) -> SerResult<bool> {
+    pub fn write_field(&mut self, count: usize, key: &str, value: &Bound<'py, PyAny>) -> SerResult<bool> {
         let start = self.buf.len();
         self.key(count, key);
-        let kept =
-            if value.is_exact_instance_of::<PyList>() || value.is_exact_instance_of::<PyTuple>() {
-                self.write_filtered_list(value)?
-            } else if let Some(fields) = self.nested_dataclass(value)? {
-                self.write_dataclass(value, &fields)?
-            } else {
-                self.write_value(value)?;
-                true
-            };
+        let kept = if value.is_exact_instance_of::<PyList>() || value.is_exact_instance_of::<PyTuple>() {
+            self.write_filtered_list(value)?
+        } else if let Some(fields) = self.nested_dataclass(value)? {
+            self.write_dataclass(value, &fields)?
+        } else {
+            self.write_value(value)?;
+            true
+        };
         if !kept {
             self.buf.truncate(start);
         }
@@ -575,10 +549,7 @@ impl<'py> Writer<'py> {
             if count > 0 {
                 self.buf.push(b',');
             }
-            let kept = match self
-                .nested_dataclass(&item)
-                .map_err(|e| e.at(Seg::Index(i)))?
-            {
+            let kept = match self.nested_dataclass(&item).map_err(|e| e.at(Seg::Index(i)))? {
                 Some(fields) => self
                     .write_dataclass(&item, &fields)
                     .map_err(|e| e.at(Seg::Index(i)))?,

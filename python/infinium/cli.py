@@ -1,0 +1,469 @@
+"""The ``infinium`` command.
+
+- ``infinium serve [--host 127.0.0.1] [--port 8787] [--db traces.db] [--config FILE] [--sink]``
+  runs the local Infinium API until Ctrl-C (exit status 0).
+- ``infinium demo`` starts a local server in-process, sends traces through every
+  way the SDK offers and prints what the server stored.
+
+Subcommands are registered in :func:`build_parser`; add one with a
+``_add_<name>(subparsers)`` function that sets ``func``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+import uuid
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+__all__ = ["build_parser", "main"]
+
+#: Credentials used by ``infinium serve`` on loopback when none are configured:
+#: stable, so they can live in a local ``.env`` across restarts.
+DEV_AGENT_ID = "11111111-2222-4333-8444-555555555555"
+DEV_AGENT_SECRET = "local-dev-secret"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_config(path: str) -> Dict[str, Any]:
+    """A JSON file, or TOML (``.toml``, Python 3.11+)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if path.endswith(".toml"):
+        try:
+            import tomllib  # type: ignore[import-not-found,unused-ignore]
+        except ModuleNotFoundError as e:  # Python < 3.11
+            raise SystemExit(
+                f"infinium: {path}: TOML config files need Python 3.11+; use JSON"
+            ) from e
+        data: Any = tomllib.loads(raw.decode("utf-8"))
+    else:
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise SystemExit(f"infinium: {path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise SystemExit(f"infinium: {path} must hold an object")
+    known = {"host", "port", "db", "sink", "agents", "prompts", "faults"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SystemExit(
+            f"infinium: {path}: unknown key(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return data
+
+
+def _agents_from(value: Any) -> Dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        out: Dict[str, str] = {}
+        for item in value:
+            if not isinstance(item, dict):
+                raise SystemExit("infinium: each agent must be an object with id and key")
+            aid = item.get("id", item.get("agent_id"))
+            key = item.get("key", item.get("secret", item.get("agent_secret")))
+            if not isinstance(aid, str) or not isinstance(key, str):
+                raise SystemExit("infinium: each agent needs string `id` and `key`")
+            out[aid] = key
+        return out
+    raise SystemExit("infinium: `agents` must be an object {id: key} or a list")
+
+
+# -- serve ----------------------------------------------------------------------
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the local Infinium API",
+        description="Run the local Infinium API until Ctrl-C.",
+    )
+    p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default 8787; 0 = free)")
+    p.add_argument("--db", default=None, help="SQLite file to keep traces in across restarts")
+    p.add_argument("--config", default=None, help="JSON (or TOML) file: agents, prompts, faults")
+    p.add_argument("--sink", action="store_true", default=None, help="count posts, store nothing")
+    p.add_argument("--agent-id", default=None, help="agent id to accept (with --agent-secret)")
+    p.add_argument("--agent-secret", default=None, help="secret of --agent-id")
+    g = p.add_argument_group("fault injection (seeded, on the platform endpoints)")
+    g.add_argument("--fault-5xx", type=float, default=None, metavar="SHARE")
+    g.add_argument("--fault-429", type=float, default=None, metavar="SHARE")
+    g.add_argument("--fault-drop", type=float, default=None, metavar="SHARE")
+    g.add_argument("--retry-after", type=int, default=None, metavar="SECONDS")
+    g.add_argument("--latency-ms", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from infinium import _core
+
+    cfg: Dict[str, Any] = _load_config(args.config) if args.config else {}
+    explicit_host = args.host is not None
+    host = args.host if explicit_host else "127.0.0.1"
+    if not explicit_host and cfg.get("host") not in (None, "127.0.0.1", "localhost", "::1"):
+        # Binding beyond loopback must be asked for on the command line.
+        print(
+            f"infinium: ignoring host {cfg.get('host')!r} from the config file; "
+            "pass --host explicitly to listen beyond loopback",
+            file=sys.stderr,
+        )
+    elif not explicit_host and cfg.get("host"):
+        host = str(cfg["host"])
+    port = args.port if args.port is not None else int(cfg.get("port", 8787))
+    db = args.db if args.db is not None else cfg.get("db")
+    sink = bool(args.sink) if args.sink is not None else bool(cfg.get("sink", False))
+    faults: Dict[str, Any] = dict(cfg.get("faults") or {})
+    for flag, key in (
+        ("fault_5xx", "error_5xx"),
+        ("fault_429", "rate_429"),
+        ("fault_drop", "drop"),
+        ("retry_after", "retry_after"),
+        ("latency_ms", "latency_ms"),
+        ("seed", "seed"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            faults[key] = value
+
+    agents = _agents_from(cfg.get("agents"))
+    loopback = _is_loopback(host)
+    if (args.agent_id is None) != (args.agent_secret is None):
+        print("infinium: --agent-id and --agent-secret go together", file=sys.stderr)
+        return 2
+    if args.agent_id is not None:
+        agents[args.agent_id] = args.agent_secret
+    if not agents:
+        if loopback:
+            agents[DEV_AGENT_ID] = DEV_AGENT_SECRET
+        else:
+            import secrets
+
+            agents[str(uuid.uuid4())] = "local-" + secrets.token_hex(16)
+
+    try:
+        server = _core.LocalServer(
+            host=host,
+            port=port,
+            agents=agents,
+            prompts=cfg.get("prompts"),
+            db=db,
+            sink=sink,
+            faults=faults or None,
+        )
+        server.start()
+    except Exception as e:  # a ConfigurationError / NetworkError from the core
+        print(f"infinium: cannot start the local API: {e}", file=sys.stderr)
+        return 1
+
+    base_url = server.base_url
+    lines = [f"Infinium local API listening on {base_url}"]
+    if sink:
+        lines.append("  storage: sink (posts are counted, nothing is stored)")
+    elif db:
+        lines.append(f"  storage: SQLite {os.path.abspath(str(db))} (kept across restarts)")
+    else:
+        lines.append("  storage: memory (traces are lost on exit; --db FILE keeps them)")
+    if faults:
+        lines.append(f"  faults:  {json.dumps(faults)}")
+    for aid, secret in agents.items():
+        lines.append(f"  agent_id:     {aid}")
+        lines.append(f"  agent_secret: {secret}")
+    first_id, first_secret = next(iter(agents.items()))
+    lines += [
+        "Use it from Python:",
+        f'  InfiniumClient(agent_id="{first_id}", agent_secret="{first_secret}",',
+        f'                 base_url="{base_url}")',
+        f"Inspect: GET {base_url}/agents/<agent_id>/traces (x-agent-id / x-agent-key headers)",
+        "Press Ctrl-C to stop.",
+    ]
+    if not loopback:
+        lines.insert(
+            0,
+            "WARNING: listening on a non-loopback interface "
+            f"({host}): traces and credentials are reachable from the network.",
+        )
+    # Handlers first: whoever reads the banner may signal us right away.
+    stop = threading.Event()
+
+    def _on_term(signum: int, frame: Optional[FrameType]) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    # Ctrl-C must work even when started with SIGINT ignored (e.g. as a background job).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        # Inside the try: a signal may land as soon as the banner is out.
+        print("\n".join(lines), flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        server.stop()
+    stats = server.stats()
+    print(
+        f"\nStopped. {stats['requests']} request(s), {stats['traces_stored']} trace(s) stored, "
+        f"{stats['sink_accepted']} sunk, {stats['injected_5xx']} injected 5xx, "
+        f"{stats['injected_429']} injected 429, {stats['injected_drop']} dropped.",
+        flush=True,
+    )
+    return 0
+
+
+# -- demo -----------------------------------------------------------------------
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="send traces every way the SDK offers to an in-process local API",
+        description="Start a local API in-process, run a small example agent through "
+        "send_task, TraceBuilder, a decorated function, a batch and the async client, "
+        "then print what the server stored.",
+    )
+    p.set_defaults(func=_demo)
+
+
+def _tokens(trace: Dict[str, Any]) -> int:
+    usage = trace.get("llm_usage") or {}
+    if usage.get("total_tokens") is not None:
+        return int(usage["total_tokens"])
+    if usage.get("prompt_tokens") is not None or usage.get("completion_tokens") is not None:
+        return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+    total = 0
+    for step in trace.get("steps") or []:
+        call = step.get("llm_call") or {}
+        total += int(call.get("prompt_tokens") or 0) + int(call.get("completion_tokens") or 0)
+    return total
+
+
+def _errors(trace: Dict[str, Any]) -> int:
+    n = len(trace.get("errors") or [])
+    return n + sum(1 for s in trace.get("steps") or [] if s.get("error"))
+
+
+def _summary(traces: List[Dict[str, Any]]) -> str:
+    rows = [("#", "name", "steps", "tokens", "errors")]
+    for i, t in enumerate(traces, 1):
+        rows.append(
+            (
+                str(i),
+                str(t.get("name", "?")),
+                str(len(t.get("steps") or [])),
+                str(_tokens(t)),
+                str(_errors(t)),
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    out = []
+    for j, r in enumerate(rows):
+        out.append(
+            "  ".join(
+                cell.ljust(widths[c]) if c == 1 else cell.rjust(widths[c])
+                for c, cell in enumerate(r)
+            )
+        )
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import infinium
+    from infinium.testing import LocalServer
+
+    sdk: Any = infinium
+    failures: List[str] = []
+    expected = 0
+
+    def run(label: str, fn: Callable[[], int]) -> None:
+        nonlocal expected
+        try:
+            expected += fn()
+            print(f"  ok    {label}")
+        except Exception as e:
+            failures.append(f"{label}: {type(e).__name__}: {e}")
+            print(f"  FAIL  {label}: {type(e).__name__}: {e}")
+
+    with LocalServer() as srv:
+        print(f"Local Infinium API on {srv.base_url} (agent {srv.agent_id})")
+        prompt = srv.add_prompt(
+            "You classify support emails about {{product}} into billing, bug or other.",
+            name="email-classifier",
+        )
+        client = sdk.InfiniumClient(
+            agent_id=srv.agent_id, agent_secret=srv.agent_secret, base_url=srv.base_url
+        )
+
+        def send_task() -> int:
+            client.send_task(
+                name="Summarise ticket #1042",
+                description="One-paragraph summary of a customer ticket",
+                duration=0.42,
+                input_summary="Ticket #1042: 'I was charged twice this month.'",
+                output_summary="Customer reports a duplicate charge; refund suggested.",
+                llm_usage=sdk.LlmUsage(
+                    model="gpt-4o-mini",
+                    provider="openai",
+                    prompt_tokens=182,
+                    completion_tokens=41,
+                    total_tokens=223,
+                    api_calls_count=1,
+                ),
+                customer={"customer_name": "Acme Corp", "client_industry": "retail"},
+            )
+            return 1
+
+        def trace_builder() -> int:
+            tb = sdk.TraceBuilder("Research brief", "Collect sources and draft a brief")
+            tb.set_input_summary("Topic: local-first agent tooling")
+            with tb.step("tool_use", "Search the web") as step:
+                step.record_tool_call(
+                    "web_search", duration_ms=120, input_summary="local-first", http_status=200
+                )
+                step.set_output("5 results")
+            with tb.step("llm_inference", "Draft the brief") as step:
+                step.record_llm_call(
+                    "claude-3-5-sonnet",
+                    provider="anthropic",
+                    prompt_tokens=900,
+                    completion_tokens=350,
+                )
+                step.set_output("A three-paragraph brief.")
+            try:
+                with tb.step("tool_use", "Publish to the wiki"):
+                    raise ConnectionError("wiki is read-only today")
+            except ConnectionError:
+                pass
+            tb.set_output_summary("Brief drafted; publishing failed")
+            client.send_task_data(tb.build())
+            return 1
+
+        def decorated() -> int:
+            def classify_email(text: str) -> str:
+                """Classify a support email."""
+                fetched = client.get_prompt(
+                    prompt.prompt_id, prompt.prompt_key, variables={"product": "Infinium"}
+                )
+                assert "Infinium" in fetched.rendered_content
+                return "billing" if "charge" in text else "other"
+
+            classify = client.trace("Email classifier")(classify_email)  # @client.trace(...)
+            assert classify("I was charged twice") == "billing"
+            return 1
+
+        def batch() -> int:
+            tasks = [
+                sdk.InfiniumClient.create_task_data(
+                    name=f"Batch item {i}",
+                    description="Translate a product description",
+                    duration=0.1 * i,
+                    llm_usage={"model": "gpt-4o-mini", "prompt_tokens": 50 * i},
+                )
+                for i in range(1, 4)
+            ]
+            result = client.send_tasks_batch(tasks, max_concurrent=3)
+            if result.failed:
+                raise RuntimeError(f"{result.failed} batch item(s) failed: {result.errors}")
+            return len(tasks)
+
+        def async_client() -> int:
+            async def go() -> None:
+                async with sdk.AsyncInfiniumClient(
+                    agent_id=srv.agent_id, agent_secret=srv.agent_secret, base_url=srv.base_url
+                ) as aclient:
+                    await aclient.send_task(
+                        name="Async triage",
+                        description="Triage an alert with the async client",
+                        duration=0.05,
+                        errors=[
+                            sdk.ErrorDetail(
+                                error_type="TimeoutError",
+                                message="pager API slow",
+                                recoverable=True,
+                                retry_count=1,
+                            )
+                        ],
+                    )
+
+            asyncio.run(go())
+            return 1
+
+        print("Sending traces:")
+        run("send_task", send_task)
+        run("TraceBuilder + send_task_data", trace_builder)
+        run("@client.trace decorated function (with a Prompt Studio fetch)", decorated)
+        run("send_tasks_batch (3 tasks)", batch)
+        run("AsyncInfiniumClient.send_task", async_client)
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()  # flushes anything still being sent in the background
+        try:
+            stored = srv.wait_for_traces(expected, timeout=10.0)
+        except TimeoutError as e:
+            failures.append(str(e))
+            stored = srv.traces()
+
+        print(f"\nThe local API stored {len(stored)} trace(s):")
+        print(_summary(stored))
+        stats = srv.stats()
+        print(
+            f"\n{stats['requests']} request(s) served, {stats['client_errors']} rejected, "
+            f"{stats['traces_stored']} stored."
+        )
+    if failures:
+        print(f"\n{len(failures)} part(s) of the demo failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  - {f}", file=sys.stderr)
+        return 1
+    print("\nDemo complete: every way of sending reached the local API.")
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infinium", description="Infinium SDK tools: a local Infinium API and a demo."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

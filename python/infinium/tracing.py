@@ -1,0 +1,968 @@
+"""TraceBuilder, StepContext and the tracing decorators.
+
+Behaviour follows ``infinium-o2`` 1.2.0 (caps, step shapes, aggregate usage), with
+these additions: ``StepContext.run`` and ``async with`` (JavaScript-edition parity),
+thread-safe step numbering, a bounded and exception-proof ``repr`` for the decorator
+summaries, generator functions rejected, and the decorators picking sync or async by
+the decorated function.
+
+All captured data is factual (timings, token counts, error types); the agent never
+grades its own work.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import threading
+import time
+import traceback
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Literal,
+    Optional,
+    Set,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+)
+
+from ._context import (
+    TraceContext,
+    _current_trace_ctx,
+    iso_now,
+)
+from .types import (
+    EnvironmentContext,
+    ErrorDetail,
+    ExecutionStep,
+    ExpectedOutcome,
+    LlmCall,
+    LlmUsage,
+    TaskData,
+    ToolCall,
+)
+
+__all__ = [
+    "StepContext",
+    "TraceBuilder",
+    "add_trace_exporter",
+    "async_trace_agent",
+    "remove_trace_exporter",
+    "trace_agent",
+    "trace_decorator",
+]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------
+# Caps (identical to infinium-o2: what Maestro's judge renders per field)
+# ---------------------------------------------------------------------------
+_STEP_INPUT_PREVIEW_MAX = 500
+_STEP_OUTPUT_PREVIEW_MAX = 1500
+_TOOL_INPUT_SUMMARY_MAX = 300
+_TOOL_OUTPUT_SUMMARY_MAX = 1500
+_DECORATOR_INPUT_SUMMARY_MAX = 3000
+_DECORATOR_OUTPUT_SUMMARY_MAX = 8000
+_STACK_TRACE_MAX = 1000
+
+_PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
+_sdk_version: Optional[str] = None
+
+
+def _get_sdk_version() -> str:
+    """Version reported as ``environment.sdk_version``.
+
+    ``infinium.__version__`` (the package's single source of truth), else the
+    installed ``infinium-rs`` distribution's version, else the anchor's "1.2.0".
+    Resolved on first use and cached (the package may still be importing when this
+    module loads).
+    """
+    global _sdk_version
+    if _sdk_version is None:
+        version: Optional[str] = None
+        pkg = sys.modules.get("infinium")
+        candidate = getattr(pkg, "__version__", None)
+        if isinstance(candidate, str) and candidate:
+            version = candidate
+        if version is None:
+            try:
+                from importlib.metadata import version as _dist_version
+
+                version = _dist_version("infinium-rs")
+            except Exception:
+                version = "1.2.0"
+        _sdk_version = version
+    return _sdk_version
+
+
+def _truncate(text: str, max_length: int) -> str:
+    """Keep ``max_length - 3`` chars and append ``...`` when too long."""
+    if len(text) <= max_length:
+        return text
+    return text[: max_length - 3] + "..."
+
+
+# ---------------------------------------------------------------------------
+# Bounded, exception-proof repr
+# ---------------------------------------------------------------------------
+
+_LEAF_TYPES = frozenset((int, float, bool, type(None), complex))
+_PROBE_MAX_DEPTH = 6
+
+
+def _plain_repr(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        return f"<{type(obj).__name__}>"
+    if type(text) is not str:  # a __repr__ returning a str subclass
+        return f"<{type(obj).__name__}>"
+    return text
+
+
+def _long_text_repr(obj: Union[str, bytes], budget: int) -> str:
+    """Exact first ``budget + 1`` chars of ``repr(obj)`` without escaping all of it.
+
+    ``repr`` picks its quote character from the whole value, so the head is
+    extended with the quote characters the full value contains; escaping is per
+    character, so the head's repr is then a prefix of the full repr.
+    """
+    if isinstance(obj, str):
+        tail = ("'" if "'" in obj else "") + ('"' if '"' in obj else "")
+        return repr(obj[:budget] + tail)
+    btail = (b"'" if b"'" in obj else b"") + (b'"' if b'"' in obj else b"")
+    return repr(obj[:budget] + btail)
+
+
+def _fits(obj: Any, budget: int, depth: int) -> int:
+    """Cheap lower bound of the remaining budget after ``repr(obj)``; < 0: too big."""
+    t = type(obj)
+    if t is str or t is bytes:
+        return budget - len(obj)
+    if t is dict or t is list or t is tuple:
+        if depth >= _PROBE_MAX_DEPTH:
+            return -1
+        budget -= len(obj)  # every item renders as at least one char
+        if budget < 0:
+            return budget
+        depth += 1
+        if t is dict:
+            for key, value in obj.items():
+                budget = _fits(key, budget, depth)
+                if budget < 0:
+                    return budget
+                budget = _fits(value, budget, depth)
+                if budget < 0:
+                    return budget
+        else:
+            for item in obj:
+                if type(item) in _LEAF_TYPES:
+                    continue
+                budget = _fits(item, budget, depth)
+                if budget < 0:
+                    return budget
+        return budget
+    return budget - 1  # leaves and other objects render through their own repr
+
+
+def _emit(obj: Any, out: List[str], budget: int, active: Set[int]) -> int:
+    """Append ``repr(obj)`` to ``out``; stop early once ``budget`` is spent."""
+    t = type(obj)
+    if t is str or t is bytes:
+        r = repr(obj) if len(obj) <= budget else _long_text_repr(obj, budget)
+    elif t is dict or t is list or t is tuple:
+        if not obj:
+            r = "{}" if t is dict else ("[]" if t is list else "()")
+        elif id(obj) in active:
+            r = "{...}" if t is dict else ("[...]" if t is list else "(...)")
+        else:
+            return _emit_container(obj, t, out, budget, active)
+    else:
+        r = _plain_repr(obj)
+    out.append(r)
+    return budget - len(r)
+
+
+def _emit_container(obj: Any, t: type, out: List[str], budget: int, active: Set[int]) -> int:
+    oid = id(obj)
+    active.add(oid)
+    try:
+        if t is dict:
+            out.append("{")
+            budget -= 1
+            first = True
+            for key, value in obj.items():
+                if budget <= 0:
+                    return budget
+                if not first:
+                    out.append(", ")
+                    budget -= 2
+                first = False
+                budget = _emit(key, out, budget, active)
+                if budget <= 0:
+                    return budget
+                out.append(": ")
+                budget = _emit(value, out, budget - 2, active)
+            out.append("}")
+            return budget - 1
+        out.append("[" if t is list else "(")
+        budget -= 1
+        count = 0
+        for item in obj:
+            if budget <= 0:
+                return budget
+            if count:
+                out.append(", ")
+                budget -= 2
+            count += 1
+            budget = _emit(item, out, budget, active)
+        if t is list:
+            out.append("]")
+            return budget - 1
+        if count == 1:
+            out.append(",)")
+            return budget - 2
+        out.append(")")
+        return budget - 1
+    finally:
+        active.discard(oid)
+
+
+def _walk_repr(obj: Any, cap: int) -> str:
+    out: List[str] = []
+    try:
+        _emit(obj, out, cap + 1, set())
+        text = "".join(out)
+    except Exception:  # RecursionError, dict mutated concurrently, ...
+        text = _plain_repr(obj)
+    return _truncate(text, cap)
+
+
+def _capped_repr(obj: Any, cap: int) -> str:
+    """``repr(obj)`` truncated to ``cap`` like infinium-o2, at O(cap) cost.
+
+    Small values use the built-in ``repr`` (after a cheap size probe). Large
+    built-in containers, ``str`` and ``bytes`` are rendered piecewise and stop
+    once the cap is exceeded; other objects use their own ``repr``. A ``repr``
+    that raises renders as ``<TypeName>`` instead of breaking the traced call.
+    """
+    t = type(obj)
+    if t is str:
+        return _truncate(repr(obj) if len(obj) <= cap else _long_text_repr(obj, cap), cap)
+    if t in _LEAF_TYPES:
+        return _truncate(_plain_repr(obj), cap)
+    try:
+        if _fits(obj, cap, 0) >= 0:
+            text = repr(obj)
+            if type(text) is str:
+                return _truncate(text, cap)
+    except Exception:
+        pass
+    return _walk_repr(obj, cap)
+
+
+def _args_summary(args: Any, kwargs: Dict[str, Any]) -> str:
+    """``repr({"args": args, "kwargs": kwargs})`` capped at 3000 chars."""
+    cap = _DECORATOR_INPUT_SUMMARY_MAX
+    budget = cap - 24
+    try:
+        for value in args:
+            t = type(value)
+            if t in _LEAF_TYPES:
+                continue
+            budget = budget - len(value) if t is str else _fits(value, budget, 1)
+            if budget < 0:
+                break
+        else:
+            for key, value in kwargs.items():
+                t = type(value)
+                budget -= len(key)
+                if t in _LEAF_TYPES:
+                    continue
+                budget = budget - len(value) if t is str else _fits(value, budget, 1)
+                if budget < 0:
+                    break
+            else:
+                text = repr({"args": args, "kwargs": kwargs})
+                if type(text) is str:
+                    return _truncate(text, cap)
+    except Exception:
+        pass
+    return _walk_repr({"args": args, "kwargs": kwargs}, cap)
+
+
+def _error_detail(exc: BaseException) -> ErrorDetail:
+    return ErrorDetail(
+        error_type=type(exc).__name__,
+        message=str(exc),
+        recoverable=False,
+        stack_trace=_truncate(
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            _STACK_TRACE_MAX,
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------
+# StepContext
+# ---------------------------------------------------------------------------
+
+
+class StepContext:
+    """One auto-timed execution step.
+
+    Use it as ``with trace.step(...) as step:``, ``async with trace.step(...)``, or
+    ``trace.step(...).run(fn)`` (``fn(step)`` is called timed; a coroutine function
+    makes ``run`` return an awaitable). An exception inside is recorded as the
+    step's :class:`ErrorDetail` and propagates.
+    """
+
+    __slots__ = (
+        "_action",
+        "_description",
+        "_duration_ms",
+        "_error",
+        "_input_preview",
+        "_llm_call",
+        "_metadata",
+        "_output_preview",
+        "_start_ns",
+        "_step_number",
+        "_tool_call",
+    )
+
+    def __init__(self, step_number: int, action: str, description: str) -> None:
+        self._step_number = step_number
+        self._action = action
+        self._description = description
+        self._start_ns = 0
+        self._duration_ms: Optional[int] = None
+        self._input_preview: Optional[str] = None
+        self._output_preview: Optional[str] = None
+        self._error: Optional[ErrorDetail] = None
+        self._tool_call: Optional[ToolCall] = None
+        self._llm_call: Optional[LlmCall] = None
+        self._metadata: Optional[Dict[str, Any]] = None
+
+    @property
+    def step_number(self) -> int:
+        return self._step_number
+
+    # -- recording --------------------------------------------------------
+
+    def set_input(self, preview: str) -> StepContext:
+        """Input preview, truncated to 500 chars."""
+        self._input_preview = _truncate(preview, _STEP_INPUT_PREVIEW_MAX)
+        return self
+
+    def set_output(self, preview: str) -> StepContext:
+        """Output preview, truncated to 1500 chars."""
+        self._output_preview = _truncate(preview, _STEP_OUTPUT_PREVIEW_MAX)
+        return self
+
+    def record_tool_call(
+        self,
+        tool_name: str,
+        *,
+        duration_ms: Optional[int] = None,
+        input_summary: Optional[str] = None,
+        output_summary: Optional[str] = None,
+        http_status: Optional[int] = None,
+        error: Optional[ErrorDetail] = None,
+    ) -> StepContext:
+        self._tool_call = ToolCall(
+            tool_name=tool_name,
+            duration_ms=duration_ms,
+            input_summary=(
+                _truncate(input_summary, _TOOL_INPUT_SUMMARY_MAX) if input_summary else None
+            ),
+            output_summary=(
+                _truncate(output_summary, _TOOL_OUTPUT_SUMMARY_MAX) if output_summary else None
+            ),
+            http_status=http_status,
+            error=error,
+        )
+        return self
+
+    def record_llm_call(
+        self,
+        model: str,
+        *,
+        provider: Optional[str] = None,
+        prompt_tokens: Optional[int] = None,
+        completion_tokens: Optional[int] = None,
+        latency_ms: Optional[int] = None,
+        temperature: Optional[float] = None,
+        purpose: Optional[str] = None,
+    ) -> StepContext:
+        self._llm_call = LlmCall(
+            model=model,
+            provider=provider,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            temperature=temperature,
+            purpose=purpose,
+        )
+        return self
+
+    def set_metadata(self, metadata: Dict[str, Any]) -> StepContext:
+        self._metadata = metadata
+        return self
+
+    # -- timing -------------------------------------------------------------
+
+    def __enter__(self) -> StepContext:
+        self._start_ns = time.perf_counter_ns()
+        return self
+
+    def __exit__(
+        self, exc_type: Any, exc_val: Optional[BaseException], exc_tb: Any
+    ) -> Literal[False]:
+        self._duration_ms = (time.perf_counter_ns() - self._start_ns) // 1_000_000
+        if exc_val is not None and self._error is None:
+            self._error = _error_detail(exc_val)
+        return False
+
+    async def __aenter__(self) -> StepContext:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: Any, exc_val: Optional[BaseException], exc_tb: Any
+    ) -> Literal[False]:
+        return self.__exit__(exc_type, exc_val, exc_tb)
+
+    def run(self, fn: Callable[[StepContext], Any]) -> Any:
+        """Run ``fn(step)`` timed inside this step and return its result.
+
+        A coroutine function (or a function returning an awaitable) makes ``run``
+        return an awaitable that completes the step when it finishes, so both
+        ``step.run(sync_fn)`` and ``await step.run(async_fn)`` work.
+        """
+        if inspect.iscoroutinefunction(fn):
+            return self._run_async(fn)
+        self.__enter__()
+        try:
+            result = fn(self)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if inspect.isawaitable(result):
+            return self._finish_awaitable(result)
+        self.__exit__(None, None, None)
+        return result
+
+    async def _run_async(self, fn: Callable[[StepContext], Awaitable[T]]) -> T:
+        async with self:
+            return await fn(self)
+
+    async def _finish_awaitable(self, awaitable: Awaitable[T]) -> T:
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.__exit__(None, None, None)
+        return result
+
+    def _build(self) -> ExecutionStep:
+        return ExecutionStep(
+            step_number=self._step_number,
+            action=self._action,
+            description=self._description,
+            duration_ms=self._duration_ms,
+            input_preview=self._input_preview,
+            output_preview=self._output_preview,
+            error=self._error,
+            tool_call=self._tool_call,
+            llm_call=self._llm_call,
+            metadata=self._metadata,
+        )
+
+
+# ---------------------------------------------------------------------------
+# TraceBuilder
+# ---------------------------------------------------------------------------
+
+
+def _common(values: List[Optional[str]]) -> Optional[str]:
+    first = values[0]
+    for v in values:
+        if v != first:
+            return "multiple"
+    return first
+
+
+class TraceBuilder:
+    """Incrementally construct a :class:`TaskData` during an agent run.
+
+    Steps are numbered 1, 2, ... in creation order; creating steps from several
+    threads or tasks of one trace is safe.
+    """
+
+    def __init__(self, name: str, description: str) -> None:
+        self._name = name
+        self._description = description
+        self._start_ns = time.perf_counter_ns()
+        self._lock = threading.Lock()
+        self._steps: List[StepContext] = []
+        self._errors: List[ErrorDetail] = []
+        self._input_summary: Optional[str] = None
+        self._output_summary: Optional[str] = None
+        self._expected_outcome: Optional[ExpectedOutcome] = None
+        self._environment: Optional[EnvironmentContext] = None
+        self._llm_usage: Optional[LlmUsage] = None
+        self._sections: Dict[str, Any] = {}
+        self._incorporated = False
+
+    # -- fluent setters -------------------------------------------------------
+
+    def set_input_summary(self, summary: str) -> TraceBuilder:
+        self._input_summary = summary
+        return self
+
+    def set_output_summary(self, summary: str) -> TraceBuilder:
+        self._output_summary = summary
+        return self
+
+    def set_expected_outcome(
+        self,
+        task_objective: str,
+        *,
+        required_deliverables: Optional[List[str]] = None,
+        constraints: Optional[List[str]] = None,
+        acceptance_criteria: Optional[List[str]] = None,
+    ) -> TraceBuilder:
+        self._expected_outcome = ExpectedOutcome(
+            task_objective=task_objective,
+            required_deliverables=required_deliverables,
+            constraints=constraints,
+            acceptance_criteria=acceptance_criteria,
+        )
+        return self
+
+    def set_environment(
+        self,
+        *,
+        framework: Optional[str] = None,
+        framework_version: Optional[str] = None,
+        python_version: Optional[str] = None,
+        runtime: Optional[str] = None,
+        region: Optional[str] = None,
+        custom_tags: Optional[Dict[str, str]] = None,
+    ) -> TraceBuilder:
+        self._environment = EnvironmentContext(
+            framework=framework,
+            framework_version=framework_version,
+            python_version=python_version or _PYTHON_VERSION,
+            sdk_version=_get_sdk_version(),
+            runtime=runtime,
+            region=region,
+            custom_tags=custom_tags,
+        )
+        return self
+
+    def set_llm_usage(self, llm_usage: LlmUsage) -> TraceBuilder:
+        self._llm_usage = llm_usage
+        return self
+
+    def set_section(self, name: str, value: Any) -> TraceBuilder:
+        """Set a domain section (``customer``, ``research``, ...)."""
+        self._sections[name] = value
+        return self
+
+    def add_error(self, error: ErrorDetail) -> TraceBuilder:
+        with self._lock:
+            self._errors.append(error)
+        return self
+
+    # -- steps ----------------------------------------------------------------
+
+    def step(self, action: str, description: str) -> StepContext:
+        """A new auto-numbered step (context manager, or use ``.run(fn)``)."""
+        with self._lock:
+            ctx = StepContext(len(self._steps) + 1, action, description)
+            self._steps.append(ctx)
+        return ctx
+
+    # -- captured calls -------------------------------------------------------
+
+    def _incorporate_captured_calls(self, ctx: TraceContext) -> None:
+        """Turn captured LLM calls into ``llm_call`` steps and an aggregate usage."""
+        calls = list(ctx.calls)
+        if not calls:
+            return
+        total_prompt = 0
+        total_completion = 0
+        total_latency = 0
+        llm_calls: List[LlmCall] = []
+        with self._lock:
+            for captured in calls:
+                if captured._open:  # a stream abandoned before its end
+                    captured.finish_stream()
+                latency_ms = captured.latency_ns // 1_000_000 if captured.latency_ns else None
+                llm_call = LlmCall(
+                    model=captured.model,
+                    provider=captured.provider,
+                    prompt_tokens=captured.prompt_tokens,
+                    completion_tokens=captured.completion_tokens,
+                    latency_ms=latency_ms,
+                    temperature=captured.temperature,
+                )
+                llm_calls.append(llm_call)
+                step = StepContext(
+                    len(self._steps) + 1, "llm_call", f"{captured.provider}/{captured.model}"
+                )
+                step._duration_ms = latency_ms
+                step._llm_call = llm_call
+                step._input_preview = captured.input_preview
+                step._output_preview = captured.output_preview
+                if captured.error_type:
+                    step._error = ErrorDetail(
+                        error_type=captured.error_type,
+                        message=captured.error_message or "",
+                        recoverable=False,
+                    )
+                self._steps.append(step)
+                if captured.prompt_tokens:
+                    total_prompt += captured.prompt_tokens
+                if captured.completion_tokens:
+                    total_completion += captured.completion_tokens
+                if latency_ms:
+                    total_latency += latency_ms
+        if self._llm_usage is None:
+            self._llm_usage = LlmUsage(
+                model=_common([c.model for c in llm_calls]),
+                provider=_common([c.provider for c in llm_calls]),
+                prompt_tokens=total_prompt or None,
+                completion_tokens=total_completion or None,
+                total_tokens=(total_prompt + total_completion) or None,
+                api_calls_count=len(llm_calls),
+                total_latency_ms=total_latency or None,
+                calls=llm_calls,
+            )
+
+    # -- build ------------------------------------------------------------------
+
+    def build(self, _trace_ctx: Optional[TraceContext] = None) -> TaskData:
+        """The :class:`TaskData`: duration = wall time since creation (3 decimals).
+
+        ``_trace_ctx`` is internal: the decorators pass the call's captured LLM
+        calls and prompt fetches.
+        """
+        if _trace_ctx is not None and not self._incorporated:
+            self._incorporated = True
+            self._incorporate_captured_calls(_trace_ctx)
+        duration = round((time.perf_counter_ns() - self._start_ns) / 1_000_000_000, 3)
+        env = self._environment
+        if env is None:
+            env = EnvironmentContext(python_version=_PYTHON_VERSION, sdk_version=_get_sdk_version())
+        with self._lock:
+            steps = [s._build() for s in self._steps] if self._steps else None
+            errors = list(self._errors) if self._errors else None
+        task_data = TaskData(
+            name=self._name,
+            description=self._description,
+            current_datetime=iso_now(),
+            duration=duration,
+            input_summary=self._input_summary,
+            output_summary=self._output_summary,
+            expected_outcome=self._expected_outcome,
+            environment=env,
+            llm_usage=self._llm_usage,
+            steps=steps,
+            errors=errors,
+            **self._sections,
+        )
+        if _trace_ctx is not None and _trace_ctx.prompts:
+            # Emitted by the serialiser after ``environment``.
+            task_data._prompt_studio = {  # type: ignore[attr-defined]
+                "prompts_used": [
+                    {
+                        "prompt_id": pf.prompt_id,
+                        "prompt_name": pf.prompt_name,
+                        "version": pf.version,
+                        "source": pf.source,
+                        "variables_used": pf.variables_used,
+                        "fetched_at": pf.fetched_at,
+                    }
+                    for pf in list(_trace_ctx.prompts)
+                ]
+            }
+        return task_data
+
+
+# ---------------------------------------------------------------------------
+# Exporters (e.g. infinium.integrations.otel.InfiniumOTelExporter.install())
+# ---------------------------------------------------------------------------
+
+_exporters: List[Any] = []
+
+
+def add_trace_exporter(exporter: Any) -> None:
+    """Call ``exporter.export_trace(name, duration_s, ctx)`` after every decorated call."""
+    if exporter not in _exporters:
+        _exporters.append(exporter)
+
+
+def remove_trace_exporter(exporter: Any) -> None:
+    if exporter in _exporters:
+        _exporters.remove(exporter)
+
+
+def _run_exporters(name: str, task_data: TaskData, ctx: TraceContext) -> None:
+    for exporter in list(_exporters):
+        try:
+            exporter.export_trace(name, task_data.duration, ctx)
+        except Exception:
+            logger.warning("Trace exporter %r failed for %s", exporter, name, exc_info=True)
+
+
+# ---------------------------------------------------------------------------
+# Sending
+# ---------------------------------------------------------------------------
+
+_background_sends: Set[Any] = set()
+_isawaitable = inspect.isawaitable
+
+
+def _log_send_failure(name: str) -> None:
+    logger.warning("Failed to auto-send trace for %s", name, exc_info=True)
+
+
+async def _await_send(awaitable: Awaitable[Any], name: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        _log_send_failure(name)
+
+
+def _send_from_sync(client: Any, task_data: TaskData, name: str) -> None:
+    try:
+        pending = client.send_task_data(task_data)
+    except Exception:
+        _log_send_failure(name)
+        return
+    if not _isawaitable(pending):
+        return
+    # An async client used from a sync function: finish the send on the running
+    # loop if there is one, otherwise on a private one.
+    import asyncio
+
+    coro = _await_send(pending, name)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    task = loop.create_task(coro)
+    _background_sends.add(task)
+    task.add_done_callback(_background_sends.discard)
+
+
+async def _send_from_async(client: Any, task_data: TaskData, name: str) -> None:
+    try:
+        pending = client.send_task_data(task_data)
+        if _isawaitable(pending):
+            await pending
+    except Exception:
+        _log_send_failure(name)
+
+
+# ---------------------------------------------------------------------------
+# Decorators
+# ---------------------------------------------------------------------------
+
+
+def _func_name(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__name__", None)
+    if isinstance(name, str):
+        return name
+    inner = getattr(func, "func", None)  # functools.partial
+    if inner is not None:
+        return _func_name(inner)
+    return type(func).__name__
+
+
+def _wrap_sync(
+    func: Callable[..., Any],
+    name: str,
+    desc: str,
+    step_desc: str,
+    client: Any,
+    send: bool,
+) -> Callable[..., Any]:
+    ctx_var = _current_trace_ctx
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        trace = TraceBuilder(name, desc)
+        trace._input_summary = _args_summary(args, kwargs)
+        ctx = TraceContext()
+        token = ctx_var.set(ctx)
+        step = trace.step("execution", step_desc)
+        result = None
+        try:
+            with step:
+                result = func(*args, **kwargs)
+                step._output_preview = _capped_repr(result, _STEP_OUTPUT_PREVIEW_MAX)
+            return result
+        except Exception as exc:
+            trace.add_error(_error_detail(exc))
+            raise
+        finally:
+            ctx_var.reset(token)
+            if result is not None:
+                trace._output_summary = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
+            task_data = trace.build(ctx)
+            if _exporters:
+                _run_exporters(name, task_data, ctx)
+            if send:
+                _send_from_sync(client, task_data, name)
+            else:
+                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+
+    wrapper.last_trace = None  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_async(
+    func: Callable[..., Awaitable[Any]],
+    name: str,
+    desc: str,
+    step_desc: str,
+    client: Any,
+    send: bool,
+) -> Callable[..., Awaitable[Any]]:
+    ctx_var = _current_trace_ctx
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        trace = TraceBuilder(name, desc)
+        trace._input_summary = _args_summary(args, kwargs)
+        ctx = TraceContext()
+        token = ctx_var.set(ctx)
+        step = trace.step("execution", step_desc)
+        result = None
+        try:
+            with step:
+                result = await func(*args, **kwargs)
+                step._output_preview = _capped_repr(result, _STEP_OUTPUT_PREVIEW_MAX)
+            return result
+        except Exception as exc:
+            trace.add_error(_error_detail(exc))
+            raise
+        finally:
+            ctx_var.reset(token)
+            if result is not None:
+                trace._output_summary = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
+            task_data = trace.build(ctx)
+            if _exporters:
+                _run_exporters(name, task_data, ctx)
+            if send:
+                await _send_from_async(client, task_data, name)
+            else:
+                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+
+    wrapper.last_trace = None  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _make_decorator(
+    name: str,
+    client: Any,
+    auto_send: bool,
+    description: Optional[str],
+) -> Callable[[F], F]:
+    send = bool(auto_send) and client is not None
+
+    def decorator(func: F) -> F:
+        descriptor: Optional[Type[Any]] = None
+        target: Callable[..., Any] = func
+        if isinstance(func, (staticmethod, classmethod)):
+            descriptor = type(func)
+            target = func.__func__
+        if not callable(target):
+            raise TypeError(f"trace decorator needs a callable, got {type(target).__name__}")
+        fname = _func_name(target)
+        if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+            raise TypeError(
+                f"cannot trace generator function {fname!r}: the trace would end when the "
+                "generator object is created, before any work is done. Trace a regular "
+                "function that consumes the generator instead."
+            )
+        desc = (description or getattr(target, "__doc__", None) or "").strip()
+        if not desc:
+            desc = f"Auto-traced call to {fname}"
+        step_desc = f"Execute {fname}"
+        wrapped: Callable[..., Any]
+        if inspect.iscoroutinefunction(target):
+            wrapped = _wrap_async(target, name, desc, step_desc, client, send)
+        else:
+            wrapped = _wrap_sync(target, name, desc, step_desc, client, send)
+        if descriptor is not None:
+            return cast(F, descriptor(wrapped))
+        return cast(F, wrapped)
+
+    return decorator
+
+
+def trace_agent(
+    name: str,
+    client: Any = None,
+    *,
+    auto_send: bool = True,
+    description: Optional[str] = None,
+) -> Callable[[F], F]:
+    """Trace every call of the decorated function (one trace per call).
+
+    Captures duration, ``repr`` of the arguments (input summary, <= 3000 chars)
+    and of the result (output summary, <= 8000), one ``execution`` step, an
+    exception as a top-level error (then re-raised), and every LLM call made
+    through a ``watch()``-ed client. With ``client`` and ``auto_send`` the trace is
+    sent through ``client.send_task_data``; a failed send is logged, never raised.
+    Without sending, the built trace is kept as ``wrapper.last_trace``.
+
+    Coroutine functions get an async wrapper; generator functions are rejected.
+    """
+    return _make_decorator(name, client, auto_send, description)
+
+
+def async_trace_agent(
+    name: str,
+    client: Any = None,
+    *,
+    auto_send: bool = True,
+    description: Optional[str] = None,
+) -> Callable[[F], F]:
+    """Async variant of :func:`trace_agent` (the same decorator: it picks by function)."""
+    return _make_decorator(name, client, auto_send, description)
+
+
+def trace_decorator(
+    client: Any,
+    name: str,
+    *,
+    auto_send: bool = True,
+    description: Optional[str] = None,
+) -> Callable[[F], F]:
+    """Implementation of ``client.trace(name, auto_send=..., description=...)``."""
+    return _make_decorator(name, client, auto_send, description)
+
+
+def __getattr__(name: str) -> Any:
+    # infinium-o2 exposes ``infinium.tracing.__version__``; resolve it lazily.
+    if name == "__version__":
+        return _get_sdk_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

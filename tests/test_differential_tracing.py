@@ -1,0 +1,170 @@
+"""Differential test: one decorated agent script (OpenAI calls, one streamed, and
+Anthropic calls, one streamed) run under the anchor SDK (infinium-o2 1.2.0) and under
+ours, against the same fake provider and the same capture server; the trace bodies
+received must be identical once timings, timestamps and versions are masked.
+
+The anchor interpreter comes from ``INFINIUM_ANCHOR_PYTHON`` or the conftest's cached
+venv (created with openai/anthropic on first use); the test skips with the reason when
+neither is available (and fails in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fake_provider import FakeProvider
+
+SCRIPT = r'''
+import os
+from openai import OpenAI
+from anthropic import Anthropic
+from infinium import InfiniumClient, TraceBuilder
+from infinium.integrations import watch
+
+env = os.environ
+client = InfiniumClient(
+    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
+    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
+)
+oai = watch(OpenAI(base_url=env["DIFF_OPENAI_URL"], api_key="x", max_retries=0),
+            capture_content=True)
+claude = watch(Anthropic(base_url=env["DIFF_ANTHROPIC_URL"], api_key="x", max_retries=0),
+               capture_content=True)
+plain = watch(OpenAI(base_url=env["DIFF_OPENAI_URL"], api_key="x", max_retries=0))
+
+
+@client.trace("Differential Agent")
+def agent(topic, *, depth=2):
+    """Research a topic with two providers."""
+    first = oai.chat.completions.create(
+        model="gpt-4o", temperature=0.2,
+        messages=[{"role": "system", "content": "You are terse."},
+                  {"role": "user", "content": "Summarise " + topic}],
+    )
+    stream = oai.chat.completions.create(
+        model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Stream facts about " + topic}],
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    msg = claude.messages.create(
+        model="claude-3-5-sonnet", max_tokens=64, system="Be precise.",
+        messages=[{"role": "user", "content": "Critique " + topic}],
+    )
+    with claude.messages.create(
+        model="claude-3-5-haiku", max_tokens=64, stream=True,
+        messages=[{"role": "user", "content": "Stream a verdict"}],
+    ) as events:
+        for _ in events:
+            pass
+    plain.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    return {"first": first.choices[0].message.content, "streamed": streamed,
+            "claude": msg.content[0].text, "depth": depth}
+
+
+@client.trace("Failing Agent", description="Fails on purpose")
+def failing():
+    oai.chat.completions.create(model="error-500", messages=[{"role": "user", "content": "x"}])
+
+
+@client.trace("Quiet Agent")
+def quiet(n):
+    return None
+
+
+agent("rust", depth=3)
+try:
+    failing()
+except Exception as exc:
+    print("raised", type(exc).__name__)
+quiet(1)
+
+trace = TraceBuilder("Manual", "Built by hand")
+trace.set_input_summary("in").set_expected_outcome("objective", constraints=["c"])
+with trace.step("tool_use", "search") as step:
+    step.set_output("o" * 2000).record_tool_call("search", input_summary="i" * 400)
+try:
+    with trace.step("llm", "bad step"):
+        raise KeyError("k")
+except KeyError:
+    pass
+client.send_task_data(trace.build())
+client.close()
+print("done")
+'''
+
+MASK_KEYS = {
+    "current_datetime",
+    "duration",
+    "duration_ms",
+    "latency_ms",
+    "total_latency_ms",
+    "sdk_version",
+    "python_version",
+    "stack_trace",
+    "fetched_at",
+}
+
+
+def mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("<masked>" if k in MASK_KEYS else mask(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    return value
+
+
+def run_under(
+    python: str, fake: FakeProvider, server: Any, agent_id: str, secret: str, run_script: Any
+) -> List[Dict[str, Any]]:
+    start = len(server.requests)
+    out = run_script(
+        python,
+        SCRIPT,
+        env={
+            "DIFF_AGENT_ID": agent_id,
+            "DIFF_AGENT_SECRET": secret,
+            "DIFF_CAPTURE_URL": server.base_url,
+            "DIFF_OPENAI_URL": fake.openai_base_url,
+            "DIFF_ANTHROPIC_URL": fake.anthropic_base_url,
+        },
+    )
+    assert "raised InternalServerError" in out and "done" in out
+    return [
+        r.json()
+        for r in server.requests[start:]
+        if r.method == "POST" and r.path.endswith("/trace")
+    ]
+
+
+def test_same_traces_as_anchor(
+    anchor_python: str, capture_server: Any, agent_id: str, agent_secret: str
+) -> None:
+    conftest = sys.modules[type(capture_server).__module__]
+    run_script = conftest.run_script  # type: ignore[attr-defined]
+    with FakeProvider() as fake:
+        theirs = run_under(anchor_python, fake, capture_server, agent_id, agent_secret, run_script)
+        ours = run_under(sys.executable, fake, capture_server, agent_id, agent_secret, run_script)
+    assert len(theirs) == 4
+    assert len(ours) == len(theirs)
+    for a, b in zip(theirs, ours):
+        # json.dumps keeps key order, so order differences fail too
+        assert json.dumps(mask(b), indent=1) == json.dumps(mask(a), indent=1)
+    # the masked fields are present on both sides with the same shapes
+    agent_a, agent_b = theirs[0], ours[0]
+    assert [type(s.get("duration_ms")) for s in agent_a["steps"]] == [
+        type(s.get("duration_ms")) for s in agent_b["steps"]
+    ]
+    assert agent_b["llm_usage"]["model"] == "multiple"
+    assert [s["description"] for s in agent_b["steps"]] == [
+        "Execute agent",
+        "openai/gpt-4o",
+        "openai/gpt-4o-mini",
+        "anthropic/claude-3-5-sonnet",
+        "anthropic/claude-3-5-haiku",
+        "openai/gpt-4o",
+    ]

@@ -1,0 +1,682 @@
+"""TraceBuilder, StepContext and the decorators (SPEC §6), asserted on what the local
+API received where a trace is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import sys
+import threading
+import time
+from typing import Any, Dict, List
+
+import pytest
+
+import infinium
+from infinium import (
+    ErrorDetail,
+    LlmUsage,
+    StepContext,
+    TraceBuilder,
+    async_trace_agent,
+    trace_agent,
+)
+from infinium._context import get_current_trace_context, record_prompt_fetch
+from infinium.tracing import _capped_repr
+from infinium.types import Customer, PromptContent
+
+PY_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
+
+
+def reply_cls(server: Any) -> Any:
+    """The capture server's ``Reply`` class (conftest's module name varies)."""
+    return sys.modules[type(server).__module__].Reply  # type: ignore[attr-defined]
+
+
+def traces(server: Any) -> List[Dict[str, Any]]:
+    return [r.json() for r in server.requests if r.method == "POST" and r.path.endswith("/trace")]
+
+
+def wait_for_traces(server: Any, n: int, timeout: float = 5.0) -> List[Dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = traces(server)
+        if len(got) >= n:
+            return got
+        time.sleep(0.01)
+    return traces(server)
+
+
+# --- TraceBuilder / StepContext -----------------------------------------------------------
+
+
+def test_builder_fluent_numbering_and_build() -> None:
+    trace = TraceBuilder("Blog", "Write a post")
+    assert (
+        trace.set_input_summary("in")
+        .set_output_summary("out")
+        .set_expected_outcome("objective", required_deliverables=["post"])
+        .set_llm_usage(LlmUsage(model="m", api_calls_count=1))
+        .set_section("customer", Customer(customer_name="Acme"))
+        .add_error(ErrorDetail("E", "boom"))
+        is trace
+    )
+    with trace.step("search", "first") as s1:
+        s1.set_input("q").set_output("r").set_metadata({"k": 1})
+    with trace.step("llm", "second") as s2:
+        s2.record_llm_call("gpt-4o", provider="openai", prompt_tokens=3, completion_tokens=4)
+        s2.record_tool_call(
+            "api", duration_ms=5, input_summary="i", output_summary="o", http_status=200
+        )
+    time.sleep(0.01)
+    td = trace.build()
+    assert [s.step_number for s in td.steps or []] == [1, 2]
+    assert td.steps is not None and td.steps[0].metadata == {"k": 1}
+    assert td.steps[1].llm_call is not None and td.steps[1].llm_call.prompt_tokens == 3
+    assert td.steps[1].tool_call is not None and td.steps[1].tool_call.http_status == 200
+    assert td.duration >= 0.01 and round(td.duration, 3) == td.duration
+    assert td.environment is not None
+    assert td.environment.python_version == PY_VERSION
+    assert td.environment.sdk_version == infinium.__version__
+    assert td.customer == Customer(customer_name="Acme")
+    assert td.errors == [ErrorDetail("E", "boom")]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$", td.current_datetime)
+    assert td.input_summary == "in" and td.output_summary == "out"
+    assert td.expected_outcome is not None and td.expected_outcome.task_objective == "objective"
+    body = infinium.dumps(td)
+    assert b'"steps":[{"step_number":1' in body
+
+
+def test_set_environment_keeps_sdk_version_and_default_python() -> None:
+    td = TraceBuilder("n", "d").set_environment(framework="custom", region="eu").build()
+    assert td.environment is not None
+    assert td.environment.framework == "custom" and td.environment.region == "eu"
+    assert td.environment.python_version == PY_VERSION
+    assert td.environment.sdk_version == infinium.__version__
+    td = TraceBuilder("n", "d").set_environment(python_version="3.99").build()
+    assert td.environment is not None and td.environment.python_version == "3.99"
+
+
+def test_truncation_caps() -> None:
+    trace = TraceBuilder("n", "d")
+    with trace.step("a", "b") as step:
+        step.set_input("i" * 600).set_output("o" * 2000)
+        step.record_tool_call("t", input_summary="x" * 400, output_summary="y" * 2000)
+    built = trace.build().steps
+    assert built is not None
+    s = built[0]
+    assert s.input_preview == "i" * 497 + "..."
+    assert s.output_preview == "o" * 1497 + "..."
+    assert s.tool_call is not None
+    assert s.tool_call.input_summary == "x" * 297 + "..."
+    assert s.tool_call.output_summary == "y" * 1497 + "..."
+    # exactly at the cap: untouched
+    trace = TraceBuilder("n", "d")
+    trace.step("a", "b").set_input("i" * 500).set_output("o" * 1500)
+    s = (trace.build().steps or [])[0]
+    assert s.input_preview == "i" * 500 and s.output_preview == "o" * 1500
+
+
+def test_step_exception_recorded_and_propagates() -> None:
+    trace = TraceBuilder("n", "d")
+    with pytest.raises(KeyError):
+        with trace.step("lookup", "find"):
+            raise KeyError("missing-" + "z" * 2000)
+    (step,) = trace.build().steps or []
+    assert step.error is not None
+    assert step.error.error_type == "KeyError"
+    assert step.error.recoverable is False
+    assert step.error.stack_trace is not None and len(step.error.stack_trace) <= 1000
+    assert step.error.stack_trace.startswith("Traceback")
+    assert step.duration_ms is not None
+
+
+def test_step_run_sync_and_async_and_async_with() -> None:
+    trace = TraceBuilder("n", "d")
+
+    def work(step: StepContext) -> int:
+        step.set_output("sync done")
+        time.sleep(0.005)
+        return 41
+
+    assert trace.step("a", "sync").run(work) == 41
+
+    async def awork(step: StepContext) -> int:
+        await asyncio.sleep(0.005)
+        step.set_output("async done")
+        return 42
+
+    async def main() -> int:
+        value: int = await trace.step("b", "async").run(awork)
+        async with trace.step("c", "async with") as step:
+            step.set_output("inside")
+            await asyncio.sleep(0)
+        with pytest.raises(ValueError):
+            await trace.step("d", "fails").run(_async_fail)
+        return value
+
+    assert asyncio.run(main()) == 42
+    with pytest.raises(ZeroDivisionError):
+        trace.step("e", "sync fails").run(lambda step: 1 / 0)
+    steps = trace.build().steps or []
+    assert [(s.step_number, s.action, s.output_preview) for s in steps] == [
+        (1, "a", "sync done"),
+        (2, "b", "async done"),
+        (3, "c", "inside"),
+        (4, "d", None),
+        (5, "e", None),
+    ]
+    assert steps[0].duration_ms is not None and steps[0].duration_ms >= 4
+    assert steps[1].duration_ms is not None and steps[1].duration_ms >= 4
+    assert steps[3].error is not None and steps[3].error.error_type == "ValueError"
+    assert steps[4].error is not None and steps[4].error.error_type == "ZeroDivisionError"
+
+
+async def _async_fail(step: StepContext) -> None:
+    raise ValueError("nope")
+
+
+def test_step_numbering_is_thread_safe() -> None:
+    trace = TraceBuilder("n", "d")
+    created: List[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(100):
+            with trace.step("t", threading.current_thread().name) as step:
+                with lock:
+                    created.append(step.step_number)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    steps = trace.build().steps or []
+    assert [s.step_number for s in steps] == list(range(1, 801))
+    assert sorted(created) == list(range(1, 801))
+
+
+# --- bounded repr --------------------------------------------------------------------------
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr exploded")
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        1,
+        "it's",
+        'say "hi"',
+        "both ' and \"",
+        (1,),
+        [1, [2, (3,)], {"k": b"x'y"}],
+        {"args": ("x" * 5000,), "kwargs": {}},
+        {"a": "é\n\x00" * 2000},
+        list(range(3000)),
+        ('a"' * 3000, "b"),
+        b"q" * 9000,
+    ],
+)
+def test_capped_repr_matches_builtin_repr(obj: Any) -> None:
+    full = repr(obj)
+    for cap in (5, 100, 1500, 3000, 8000):
+        expected = full if len(full) <= cap else full[: cap - 3] + "..."
+        assert _capped_repr(obj, cap) == expected
+
+
+def test_capped_repr_is_bounded_and_never_raises() -> None:
+    huge = ["y" * 1000] * 200_000
+    t0 = time.perf_counter()
+    out = _capped_repr({"args": (huge, "x" * 50_000_000), "kwargs": {}}, 3000)
+    assert time.perf_counter() - t0 < 0.5
+    assert len(out) == 3000 and out.endswith("...")
+    assert _capped_repr([_BadRepr(), 1], 100) == "[<_BadRepr>, 1]"
+    loop: List[Any] = [1]
+    loop.append(loop)
+    assert _capped_repr(loop, 100) == repr(loop)
+
+
+# --- decorators: shape of the trace ---------------------------------------------------------
+
+
+def test_decorator_trace_shape_without_sending() -> None:
+    @trace_agent("Classifier", auto_send=False)
+    def classify(text: str, *, strict: bool = False) -> Dict[str, str]:
+        """
+        Classify a ticket.
+        """
+        return {"label": text.upper()}
+
+    assert classify("abc", strict=True) == {"label": "ABC"}
+    td = classify.last_trace  # type: ignore[attr-defined]
+    assert td.name == "Classifier"
+    assert td.description == "Classify a ticket."
+    assert td.input_summary == repr({"args": ("abc",), "kwargs": {"strict": True}})
+    assert td.output_summary == repr({"label": "ABC"})
+    (step,) = td.steps
+    assert (step.step_number, step.action, step.description) == (1, "execution", "Execute classify")
+    assert step.output_preview == repr({"label": "ABC"})
+    assert step.duration_ms is not None
+    assert td.llm_usage is None and td.errors is None
+    assert classify.__name__ == "classify" and "Classify" in (classify.__doc__ or "")
+
+
+def test_decorator_defaults_caps_and_none_result() -> None:
+    @trace_agent("n", auto_send=False)
+    def nothing(x: Any) -> None:
+        return None
+
+    nothing("a" * 10_000)
+    td = nothing.last_trace  # type: ignore[attr-defined]
+    assert td.description == "Auto-traced call to nothing"
+    assert td.output_summary is None
+    assert td.steps[0].output_preview == "None"
+    assert len(td.input_summary) == 3000 and td.input_summary.endswith("...")
+
+    @trace_agent("n", auto_send=False, description="explicit")
+    def big() -> str:
+        return "r" * 20_000
+
+    big()
+    td = big.last_trace  # type: ignore[attr-defined]
+    assert td.description == "explicit"
+    assert td.output_summary == repr("r" * 20_000)[:7997] + "..."
+    assert td.steps[0].output_preview == repr("r" * 20_000)[:1497] + "..."
+
+
+def test_decorator_survives_bad_and_huge_reprs() -> None:
+    class BadResult:
+        def __repr__(self) -> str:
+            raise ValueError("no repr")
+
+    @trace_agent("n", auto_send=False)
+    def f(a: Any, b: Any) -> Any:
+        return BadResult()
+
+    result = f(_BadRepr(), ["z" * 100] * 1_000_000)
+    assert isinstance(result, BadResult)
+    td = f.last_trace  # type: ignore[attr-defined]
+    assert td.input_summary.startswith("{'args': (<_BadRepr>, ['zzz")
+    assert len(td.input_summary) == 3000
+    assert td.output_summary == "<BadResult>"
+
+
+def test_decorator_error_recorded_and_reraised() -> None:
+    @trace_agent("n", auto_send=False)
+    def boom() -> None:
+        raise ValueError("something went wrong")
+
+    with pytest.raises(ValueError, match="something went wrong"):
+        boom()
+    td = boom.last_trace  # type: ignore[attr-defined]
+    (err,) = td.errors
+    assert (err.error_type, err.message, err.recoverable) == (
+        "ValueError",
+        "something went wrong",
+        False,
+    )
+    assert err.stack_trace.startswith("Traceback") and len(err.stack_trace) <= 1000
+    assert td.steps[0].error.error_type == "ValueError"
+    assert td.steps[0].output_preview is None
+    assert td.output_summary is None
+
+
+def test_generators_rejected() -> None:
+    def gen() -> Any:
+        yield 1
+
+    async def agen() -> Any:
+        yield 1
+
+    for decorate in (trace_agent("n"), async_trace_agent("n")):
+        with pytest.raises(TypeError, match="generator"):
+            decorate(gen)
+        with pytest.raises(TypeError, match="generator"):
+            decorate(agen)
+
+
+def test_methods_staticmethods_classmethods() -> None:
+    class Agent:
+        factor = 3
+
+        @trace_agent("method", auto_send=False)
+        def run(self, x: int) -> int:
+            return x * self.factor
+
+        @trace_agent("static", auto_send=False)
+        @staticmethod
+        def helper(x: int) -> int:
+            return x + 1
+
+        @trace_agent("class", auto_send=False)
+        @classmethod
+        def build(cls, x: int) -> int:
+            return x * cls.factor
+
+        @staticmethod
+        @trace_agent("static2", auto_send=False)
+        def helper2(x: int) -> int:
+            return x + 2
+
+    agent = Agent()
+    assert agent.run(2) == 6
+    assert Agent.helper(1) == 2 and agent.helper(1) == 2
+    assert Agent.build(2) == 6
+    assert Agent.helper2(1) == 3
+    assert Agent.__dict__["helper"].__func__.last_trace.name == "static"
+    assert Agent.__dict__["build"].__func__.last_trace.steps[0].description == "Execute build"
+
+
+def test_trace_agent_on_coroutine_function_is_async() -> None:
+    @trace_agent("n", auto_send=False)
+    async def work(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    assert asyncio.iscoroutinefunction(work)
+    assert asyncio.run(work(4)) == 8
+    assert work.last_trace.output_summary == "8"  # type: ignore[attr-defined]
+
+
+# --- context scoping -------------------------------------------------------------------------
+
+
+def test_context_is_scoped_and_restored() -> None:
+    seen: Dict[str, Any] = {}
+
+    @trace_agent("inner", auto_send=False)
+    def inner() -> None:
+        seen["inner"] = get_current_trace_context()
+
+    @trace_agent("outer", auto_send=False)
+    def outer() -> None:
+        seen["outer_before"] = get_current_trace_context()
+        inner()
+        seen["outer_after"] = get_current_trace_context()
+
+    assert get_current_trace_context() is None
+    outer()
+    assert get_current_trace_context() is None
+    assert seen["outer_before"] is not None and seen["outer_before"] is seen["outer_after"]
+    assert seen["inner"] is not None and seen["inner"] is not seen["outer_before"]
+
+
+def test_gather_and_copy_context_threads_record_into_right_trace() -> None:
+    @async_trace_agent("task", auto_send=False)
+    async def task(tag: str) -> str:
+        for i in range(3):
+            ctx = get_current_trace_context()
+            assert ctx is not None
+            _fake_capture(ctx, tag, i)
+            await asyncio.sleep(0.001)
+        return tag
+
+    async def main() -> None:
+        await asyncio.gather(task("a"), task("b"), task("c"))
+
+    asyncio.run(main())
+    # each call builds its own trace; check the last one only has its own calls
+    td = task.last_trace  # type: ignore[attr-defined]
+    models = {s.description for s in td.steps[1:]}
+    assert len(models) == 1 and td.llm_usage.api_calls_count == 3
+
+    @trace_agent("threads", auto_send=False)
+    def with_threads() -> None:
+        ctx = get_current_trace_context()
+        assert ctx is not None
+        workers = [
+            threading.Thread(target=contextvars.copy_context().run, args=(_thread_capture, f"t{i}"))
+            for i in range(4)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    with_threads()
+    td = with_threads.last_trace  # type: ignore[attr-defined]
+    assert sorted(s.description for s in td.steps[1:]) == [f"fake/t{i}-0" for i in range(4)]
+
+
+def _fake_capture(ctx: Any, tag: str, i: int) -> None:
+    from infinium._context import CapturedLlmCall
+
+    ctx.calls.append(CapturedLlmCall(provider="fake", model=tag, prompt_tokens=1, latency_ns=10**6))
+
+
+def _thread_capture(tag: str) -> None:
+    from infinium._context import CapturedLlmCall
+
+    ctx = get_current_trace_context()
+    assert ctx is not None
+    ctx.calls.append(CapturedLlmCall(provider="fake", model=f"{tag}-0", latency_ns=2 * 10**6))
+
+
+def test_aggregate_usage_rules() -> None:
+    from infinium._context import CapturedLlmCall
+
+    @trace_agent("agg", auto_send=False)
+    def run(calls: List[CapturedLlmCall], preset: bool = False) -> None:
+        ctx = get_current_trace_context()
+        assert ctx is not None
+        ctx.calls.extend(calls)
+
+    run(
+        [
+            CapturedLlmCall("openai", "gpt-4o", 10, 5, latency_ns=3_000_000),
+            CapturedLlmCall("openai", "gpt-4o", 7, None, latency_ns=None),
+        ]
+    )
+    u = run.last_trace.llm_usage  # type: ignore[attr-defined]
+    assert (u.model, u.provider) == ("gpt-4o", "openai")
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens) == (17, 5, 22)
+    assert (u.api_calls_count, u.total_latency_ms) == (2, 3)
+    run([CapturedLlmCall("openai", "gpt-4o"), CapturedLlmCall("anthropic", "claude")])
+    u = run.last_trace.llm_usage  # type: ignore[attr-defined]
+    assert (u.model, u.provider) == ("multiple", "multiple")
+    assert u.prompt_tokens is None and u.total_tokens is None and u.total_latency_ms is None
+    run([CapturedLlmCall("openai", "gpt-4o"), CapturedLlmCall("openai", "gpt-4o-mini")])
+    u = run.last_trace.llm_usage  # type: ignore[attr-defined]
+    assert (u.model, u.provider) == ("multiple", "openai")
+    run([CapturedLlmCall("openai", "x", error_type="APIError", error_message="bad")])
+    td = run.last_trace  # type: ignore[attr-defined]
+    assert td.steps[1].error == ErrorDetail("APIError", "bad", recoverable=False)
+    assert td.steps[1].duration_ms is None
+
+
+def test_record_prompt_fetch_only_inside_scope() -> None:
+    prompt = PromptContent("11111111-2222-4333-8444-555555555555", "greeting", 3, "Hi", "t")
+    record_prompt_fetch(prompt, {"name": "x"})  # outside: nothing happens
+
+    @trace_agent("p", auto_send=False)
+    def fetch() -> None:
+        record_prompt_fetch(prompt, {"name": "x", "day": "y"})
+        record_prompt_fetch(prompt, None)
+
+    fetch()
+    ps = fetch.last_trace._prompt_studio  # type: ignore[attr-defined]
+    assert [p["variables_used"] for p in ps["prompts_used"]] == [["name", "day"], None]
+    assert ps["prompts_used"][0]["source"] == "prompt_studio"
+    assert ps["prompts_used"][0]["version"] == 3
+
+    @trace_agent("p", auto_send=False)
+    def no_fetch() -> None:
+        pass
+
+    no_fetch()
+    assert not hasattr(no_fetch.last_trace, "_prompt_studio")  # type: ignore[attr-defined]
+
+
+# --- decorators: sending through the clients --------------------------------------------------
+
+
+def test_client_trace_sends_to_api(capture_server: Any, client: Any, agent_id: str) -> None:
+    @client.trace("Email Classifier")
+    def classify(body: str) -> str:
+        """Classify an email."""
+        return "spam"
+
+    assert classify("hello") == "spam"
+    (req,) = [r for r in capture_server.requests if r.path.endswith("/trace")]
+    assert req.method == "POST" and req.path == f"/api/v1/agents/{agent_id}/trace"
+    body = req.json()
+    assert list(body)[:4] == ["name", "description", "current_datetime", "duration"]
+    assert body["name"] == "Email Classifier"
+    assert body["description"] == "Classify an email."
+    assert body["input_summary"] == "{'args': ('hello',), 'kwargs': {}}"
+    assert body["output_summary"] == "'spam'"
+    assert body["steps"] == [
+        {
+            "step_number": 1,
+            "action": "execution",
+            "description": "Execute classify",
+            "duration_ms": body["steps"][0]["duration_ms"],
+            "output_preview": "'spam'",
+        }
+    ]
+    assert body["environment"] == {
+        "python_version": PY_VERSION,
+        "sdk_version": infinium.__version__,
+    }
+    assert "errors" not in body and "llm_usage" not in body
+
+
+def test_error_trace_still_sent_then_reraised(capture_server: Any, client: Any) -> None:
+    @trace_agent("Risky", client)
+    def risky() -> None:
+        raise ValueError("something went wrong")
+
+    with pytest.raises(ValueError):
+        risky()
+    (body,) = traces(capture_server)
+    assert body["errors"][0]["error_type"] == "ValueError"
+    assert body["errors"][0]["message"] == "something went wrong"
+    assert body["steps"][0]["error"]["error_type"] == "ValueError"
+    assert "output_summary" not in body
+
+
+def test_auto_send_false_and_no_client_send_nothing(capture_server: Any, client: Any) -> None:
+    @client.trace("Draft", auto_send=False)
+    def draft() -> int:
+        return 1
+
+    @trace_agent("No client")
+    def orphan() -> int:
+        return 2
+
+    assert draft() == 1 and orphan() == 2
+    assert traces(capture_server) == []
+    assert draft.last_trace.name == "Draft"  # type: ignore[attr-defined]
+
+
+def test_send_failure_logged_not_raised(
+    capture_server: Any, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    Reply = reply_cls(capture_server)
+
+    capture_server.script(Reply(500, {"error": "down"}))
+
+    @client.trace("Flaky backend")
+    def work() -> str:
+        return "ok"
+
+    with caplog.at_level(logging.WARNING, logger="infinium.tracing"):
+        assert work() == "ok"
+    assert any("Failed to auto-send trace for Flaky backend" in r.message for r in caplog.records)
+
+
+def test_async_client_trace(capture_server: Any, async_client: Any) -> None:
+    @async_client.trace("Async Classifier")
+    async def classify(x: str) -> str:
+        await asyncio.sleep(0)
+        return x[::-1]
+
+    @async_trace_agent("Explicit async", async_client)
+    async def moderate(x: str) -> str:
+        return x
+
+    async def main() -> None:
+        assert await classify("abc") == "cba"
+        assert await moderate("m") == "m"
+
+    asyncio.run(main())
+    names = [b["name"] for b in traces(capture_server)]
+    assert names == ["Async Classifier", "Explicit async"]
+
+
+def test_async_client_decorating_sync_function(capture_server: Any, async_client: Any) -> None:
+    @async_client.trace("sync under async client")
+    def plain() -> int:
+        return 5
+
+    assert plain() == 5  # no loop running: the send completes before returning
+    assert [b["name"] for b in traces(capture_server)] == ["sync under async client"]
+
+    async def main() -> None:
+        assert plain() == 5  # loop running: the send is scheduled on it
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert len(wait_for_traces(capture_server, 2)) == 2
+
+
+def test_gather_of_decorated_coroutines_sends_one_trace_each(
+    capture_server: Any, async_client: Any
+) -> None:
+    @async_client.trace("fan-out")
+    async def one(i: int) -> int:
+        ctx = get_current_trace_context()
+        assert ctx is not None
+        _fake_capture(ctx, f"m{i}", 0)
+        await asyncio.sleep(0.001)
+        return i
+
+    async def main() -> List[int]:
+        return list(await asyncio.gather(*(one(i) for i in range(5))))
+
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+    bodies = traces(capture_server)
+    assert len(bodies) == 5
+    for body in bodies:
+        i = body["input_summary"].split("(")[1].split(",")[0]
+        assert [s["description"] for s in body["steps"][1:]] == [f"fake/m{i}"]
+
+
+def test_get_prompt_inside_trace_adds_prompt_studio(capture_server: Any, client: Any) -> None:
+    Reply = reply_cls(capture_server)
+
+    prompt_id = "0b7c6a1e-2f3d-4e5a-9b8c-7d6e5f4a3b2c"
+    capture_server.script(
+        Reply(
+            200,
+            {
+                "promptId": prompt_id,
+                "name": "greeting",
+                "version": 4,
+                "content": "Hello {{name}}",
+                "createdAt": "2026-01-01T00:00:00Z",
+            },
+        )
+    )
+
+    @client.trace("uses prompt")
+    def agent() -> str:
+        p = client.get_prompt(prompt_id, "prompt-key-123", variables={"name": "Ada"})
+        return str(p.rendered_content)
+
+    assert agent() == "Hello Ada"
+    (body,) = traces(capture_server)
+    assert list(body)[-2:] == ["environment", "prompt_studio"]
+    (used,) = body["prompt_studio"]["prompts_used"]
+    assert used["prompt_id"] == prompt_id and used["prompt_name"] == "greeting"
+    assert used["version"] == 4 and used["source"] == "prompt_studio"
+    assert used["variables_used"] == ["name"]
+    assert re.match(r"^\d{4}-\d\d-\d\dT.*Z$", used["fetched_at"])
