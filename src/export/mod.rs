@@ -254,9 +254,7 @@ impl Inner {
                 let item = self.state.lock().finish(seq);
                 if let Done::Failed(msg) = &done {
                     Counters::add(&self.counters.failed, 1);
-                    self.warn(format!(
-                        "background export: trace rejected by the server: {msg}"
-                    ));
+                    self.warn(format!("background export: trace rejected by the server: {msg}"));
                 } else {
                     Counters::add(&self.counters.sent, 1);
                     if item.as_ref().is_some_and(|i| i.replayed) {
@@ -267,9 +265,7 @@ impl Inner {
                 // would be rejected again.
                 if let (Some(r), Some(spool)) = (item.and_then(|i| i.spool), &self.spool) {
                     if let Err(e) = spool.lock().ack(r) {
-                        self.warn(format!(
-                            "cannot record an acknowledgement in the spool: {e}"
-                        ));
+                        self.warn(format!("cannot record an acknowledgement in the spool: {e}"));
                     }
                 }
             }
@@ -422,11 +418,7 @@ impl Inner {
 }
 
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() {
-        s.clamp(0.0, 1e9)
-    } else {
-        1e9
-    })
+    Duration::from_secs_f64(if s.is_finite() { s.clamp(0.0, 1e9) } else { 1e9 })
 }
 
 /// Run a background task; a panic ends it with a warning instead of
@@ -579,29 +571,17 @@ impl Exporter {
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let inner = crate::guard(|| self.inner())?;
         let deadline = timeout.map(|t| Instant::now() + secs(t));
-        Ok(bridge::wait(
-            py,
-            async move { Ok(inner.flush(deadline).await) },
-        )?)
+        Ok(bridge::wait(py, async move { Ok(inner.flush(deadline).await) })?)
     }
 
     #[pyo3(signature = (timeout=None))]
-    fn flush_async<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn flush_async<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let inner = crate::guard(|| self.inner())?;
         let deadline = timeout.map(|t| Instant::now() + secs(t));
         bridge::awaitable(
             py,
             async move { Ok(inner.flush(deadline).await) },
-            |py, v: bool| {
-                Ok(pyo3::types::PyBool::new(py, v)
-                    .to_owned()
-                    .into_any()
-                    .unbind())
-            },
+            |py, v: bool| Ok(pyo3::types::PyBool::new(py, v).to_owned().into_any().unbind()),
         )
     }
 
@@ -612,30 +592,19 @@ impl Exporter {
         let Some(inner) = self.started() else {
             return Ok(true);
         };
-        Ok(bridge::wait(
-            py,
-            async move { Ok(inner.close(timeout).await) },
-        )?)
+        Ok(bridge::wait(py, async move { Ok(inner.close(timeout).await) })?)
     }
 
     fn close_async<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let Some(inner) = self.started() else {
             return bridge::awaitable(py, async { Ok(true) }, |py, v: bool| {
-                Ok(pyo3::types::PyBool::new(py, v)
-                    .to_owned()
-                    .into_any()
-                    .unbind())
+                Ok(pyo3::types::PyBool::new(py, v).to_owned().into_any().unbind())
             });
         };
         bridge::awaitable(
             py,
             async move { Ok(inner.close(timeout).await) },
-            |py, v: bool| {
-                Ok(pyo3::types::PyBool::new(py, v)
-                    .to_owned()
-                    .into_any()
-                    .unbind())
-            },
+            |py, v: bool| Ok(pyo3::types::PyBool::new(py, v).to_owned().into_any().unbind()),
         )
     }
 

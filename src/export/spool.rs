@@ -193,9 +193,8 @@ impl Spool {
         let name = format!("{prefix}{}.{:08x}", std::process::id(), fastrand::u32(..));
         let path = root.join(name);
         fs::create_dir_all(&path)?;
-        let lock = try_lock(&path.join("lock"))?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::WouldBlock, "spool directory is locked")
-        })?;
+        let lock = try_lock(&path.join("lock"))?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "spool directory is locked"))?;
         Ok(Spool {
             root: root.to_owned(),
             prefix,
@@ -240,13 +239,8 @@ impl Spool {
             Some((id, f)) => (*id, f),
             None => {
                 let id = self.next_seg;
-                let path = self.dirs[0]
-                    .path
-                    .join(format!("seg-{:06}.log", self.next_file));
-                let f = OpenOptions::new()
-                    .create_new(true)
-                    .append(true)
-                    .open(&path)?;
+                let path = self.dirs[0].path.join(format!("seg-{:06}.log", self.next_file));
+                let f = OpenOptions::new().create_new(true).append(true).open(&path)?;
                 self.next_seg += 1;
                 self.next_file += 1;
                 self.segments.insert(
@@ -304,12 +298,7 @@ impl Spool {
         }
         let result = (|| {
             if seg.ack_file.is_none() {
-                seg.ack_file = Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&seg.ack_path)?,
-                );
+                seg.ack_file = Some(OpenOptions::new().create(true).append(true).open(&seg.ack_path)?);
             }
             match seg.ack_file.as_mut() {
                 Some(f) => f.write_all(&r.index.to_le_bytes()),
@@ -377,10 +366,8 @@ impl Spool {
                 Ok(Some(l)) => l,
                 Ok(None) => continue,
                 Err(e) => {
-                    self.warnings.push(format!(
-                        "cannot lock spool directory {}: {e}",
-                        path.display()
-                    ));
+                    self.warnings
+                        .push(format!("cannot lock spool directory {}: {e}", path.display()));
                     continue;
                 }
             };
@@ -424,9 +411,7 @@ impl Spool {
                     path.display()
                 ));
             }
-            let acked = fs::read(&ack_path)
-                .map(|d| decode_acks(&d))
-                .unwrap_or_default();
+            let acked = fs::read(&ack_path).map(|d| decode_acks(&d)).unwrap_or_default();
             let id = self.next_seg;
             self.next_seg += 1;
             self.segments.insert(
@@ -470,10 +455,8 @@ impl Spool {
         let data = match fs::read(&seg.path) {
             Ok(d) => d,
             Err(e) => {
-                self.warnings.push(format!(
-                    "cannot read spool segment {}: {e}",
-                    seg.path.display()
-                ));
+                self.warnings
+                    .push(format!("cannot read spool segment {}: {e}", seg.path.display()));
                 seg.not_before = now + Duration::from_secs(30);
                 return None;
             }
