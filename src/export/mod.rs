@@ -156,7 +156,7 @@ impl Inner {
         Counters::add(&self.counters.dropped, n);
         self.dropped_unreported.fetch_add(n, Ordering::Relaxed);
         let mut last = self.last_drop_warning.lock();
-        if last.map_or(true, |t| t.elapsed() >= DROP_WARN_EVERY) {
+        if last.is_none_or(|t| t.elapsed() >= DROP_WARN_EVERY) {
             *last = Some(Instant::now());
             drop(last);
             self.report_dropped();

@@ -69,7 +69,7 @@ impl State {
 
     /// Everything enqueued before `mark` is done.
     pub fn flushed(&self, mark: u64) -> bool {
-        self.outstanding.first().map_or(true, |s| *s >= mark)
+        self.outstanding.first().is_none_or(|s| *s >= mark)
     }
 }
 

@@ -83,7 +83,7 @@ async fn wait_pause(inner: &Inner) {
 fn pause_for(inner: &Inner, secs: f64) {
     let until = Instant::now() + Duration::from_secs_f64(secs.clamp(0.0, 3600.0));
     let mut p = inner.pause_until.lock();
-    if p.map_or(true, |t| t < until) {
+    if p.is_none_or(|t| t < until) {
         *p = Some(until);
     }
 }
@@ -146,7 +146,7 @@ pub async fn replayer(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        if last_claim.map_or(true, |t| t.elapsed() >= Duration::from_secs(2)) {
+        if last_claim.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
             last_claim = Some(Instant::now());
             let inner2 = inner.clone();
             let _ = tokio::task::spawn_blocking(move || {
