@@ -14,6 +14,8 @@ pub mod batch;
 pub mod bridge;
 pub mod client;
 pub mod error;
+// background export (issue 6)
+pub mod export;
 pub mod json;
 pub mod limiter;
 pub mod payload;
@@ -45,5 +47,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_class::<client::CoreClient>()?;
     server::register(m)?;
+    // background export (issue 6)
+    m.add_class::<export::Exporter>()?;
     Ok(())
 }

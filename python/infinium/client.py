@@ -28,7 +28,7 @@ from typing import (
     Union,
 )
 
-from . import _core
+from . import _background, _core
 from .exceptions import InfiniumError, InfiniumTimeoutError, ValidationError
 from .types import (
     SECTION_TYPES,
@@ -177,6 +177,13 @@ class _Ops:
         burst: int = 20,
         max_retry_after: float = 60.0,
         backoff_base: float = 1.0,
+        # --- background export (issue 6) ---
+        background: bool = False,
+        max_queue_size: int = 10_000,
+        spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        durable: bool = False,
+        shutdown_timeout: float = 5.0,
+        export_concurrency: int = 8,
     ) -> None:
         agent_id = _env(agent_id, "INFINIUM_AGENT_ID")
         agent_secret = _env(agent_secret, "INFINIUM_AGENT_SECRET")
@@ -209,6 +216,27 @@ class _Ops:
             max_retry_after=max_retry_after,
             backoff_base=backoff_base,
         )
+        # --- background export (issue 6) ---
+        self.background = background
+        self.shutdown_timeout = shutdown_timeout
+        self._exporter: Optional[_core.Exporter] = None
+        self._export_error: Optional[ValidationError] = None
+        if background:
+            try:
+                path = self._trace_path()
+            except ValidationError as exc:  # raised again by each send
+                self._export_error = exc
+            else:
+                self._exporter = _background.start(
+                    self._engine,
+                    path,
+                    path.split("/")[2],
+                    max_queue_size=max_queue_size,
+                    spool_dir=os.fspath(spool_dir) if spool_dir is not None else None,
+                    durable=durable,
+                    shutdown_timeout=shutdown_timeout,
+                    concurrency=export_concurrency,
+                )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(agent_id={self.agent_id!r}, base_url={self.base_url!r})"
@@ -221,6 +249,22 @@ class _Ops:
 
     def _trace_path(self) -> str:
         return f"/agents/{validate_path_id(self.agent_id, 'agent_id')}/trace"
+
+    # --- background export (issue 6) ---------------------------------------
+
+    def _enqueue(self, task_data: TaskData) -> ApiResponse:
+        """Validate and serialise here, queue the bytes in Rust, return at once."""
+        exporter = self._exporter
+        if exporter is None or self._engine is None:
+            if self._export_error is not None:
+                raise self._export_error
+            raise InfiniumError("This client is closed")
+        return _background.enqueue(exporter, _core.dumps(task_data))
+
+    def stats(self) -> Dict[str, int]:
+        """Background export counters: queued, in_flight, sent, failed, retried,
+        spooled, replayed, dropped (all 0 without ``background=True``)."""
+        return _background.stats(self._exporter)
 
     # --- operations (each one generator, driven sync or async) -------------
 
@@ -458,8 +502,24 @@ class InfiniumClient(_Ops):
         self.close()
 
     def close(self) -> None:
-        """Release the connection pool. The client cannot be used afterwards."""
+        """Release the connection pool. The client cannot be used afterwards.
+
+        With ``background=True``: first deliver what is queued, for at most
+        ``shutdown_timeout`` seconds, then spool the rest (with a ``spool_dir``)."""
+        exporter, self._exporter = self._exporter, None
+        if exporter is not None:
+            _background.close(exporter, self.shutdown_timeout)
         self._engine = None
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every trace queued so far is delivered or spooled (True),
+        or ``timeout`` seconds pass (False)."""
+        exporter = self._exporter
+        if exporter is None:
+            return True
+        done = exporter.flush(timeout)
+        _background.log_warnings(exporter)
+        return done
 
     def _run(self, op: _Op[T]) -> T:
         return _drive_sync(self._live_core(), op)
@@ -478,6 +538,8 @@ class InfiniumClient(_Ops):
 
     def send_task_data(self, task_data: TaskData) -> ApiResponse:
         """Validate, serialise and send one ``TaskData``."""
+        if self.background:
+            return self._enqueue(task_data)
         return self._run(self._op_send_task_data(task_data))
 
     def send_tasks_batch(self, tasks: List[TaskData], max_concurrent: int = 5) -> BatchResult:
@@ -515,8 +577,24 @@ class AsyncInfiniumClient(_Ops):
         await self.close()
 
     async def close(self) -> None:
-        """Release the connection pool. The client cannot be used afterwards."""
+        """Release the connection pool. The client cannot be used afterwards.
+
+        With ``background=True``: first deliver what is queued, for at most
+        ``shutdown_timeout`` seconds, then spool the rest (with a ``spool_dir``)."""
+        exporter, self._exporter = self._exporter, None
+        if exporter is not None:
+            await _background.close_async(exporter, self.shutdown_timeout)
         self._engine = None
+
+    async def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every trace queued so far is delivered or spooled (True),
+        or ``timeout`` seconds pass (False). Never blocks the event loop."""
+        exporter = self._exporter
+        if exporter is None:
+            return True
+        done = await exporter.flush_async(timeout)
+        _background.log_warnings(exporter)
+        return bool(done)
 
     async def _run(self, op: _Op[T]) -> T:
         return await _drive_async(self._live_core(), op)
@@ -535,6 +613,8 @@ class AsyncInfiniumClient(_Ops):
 
     async def send_task_data(self, task_data: TaskData) -> ApiResponse:
         """Validate, serialise and send one ``TaskData``."""
+        if self.background:
+            return self._enqueue(task_data)
         return await self._run(self._op_send_task_data(task_data))
 
     async def send_tasks_batch(

@@ -1,0 +1,640 @@
+"""Background export (issue 6): queue, flush/close/stats, idempotency keys,
+outage, faults, crash, exit, fork, memory, spool overflow/corruption.
+
+Every test talks to a real loopback server: ``DedupServer`` stores traces by
+``Idempotency-Key`` (as the local API does), can be stopped and started on
+the same port (an outage is a refused connection) and injects faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from infinium import AsyncInfiniumClient, InfiniumClient, ValidationError
+
+AGENT = "3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15"
+SECRET = "sk-test-s3cr3t-value"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DedupServer:
+    """Stores each trace once per Idempotency-Key; optional faults."""
+
+    def __init__(self, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/api/v1"
+        self.stored: Dict[str, bytes] = {}
+        self.posts = 0
+        self.duplicates = 0
+        self.faults: Dict[str, int] = {"503": 0, "429": 0, "drop": 0}
+        self.p503 = self.p429 = self.pdrop = 0.0
+        self.missing_key = 0
+        self._rng = random.Random(1234)
+        self._lock = threading.Lock()
+        self._httpd: Optional[ThreadingHTTPServer] = None
+
+    def start(self) -> DedupServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                key = self.headers.get("Idempotency-Key")
+                with server._lock:
+                    server.posts += 1
+                    roll = server._rng.random()
+                    if key is None:
+                        server.missing_key += 1
+                    if roll < server.p503:
+                        fault = "503"
+                    elif roll < server.p503 + server.p429:
+                        fault = "429"
+                    elif roll < server.p503 + server.p429 + server.pdrop:
+                        fault = "drop"
+                    else:
+                        fault = ""
+                    if fault:
+                        server.faults[fault] += 1
+                    # Half the dropped connections lose the answer after the
+                    # trace was stored: the retry must be deduplicated.
+                    store = fault == "" or (fault == "drop" and roll * 1000 % 2 < 1)
+                    if store and key is not None:
+                        if key in server.stored:
+                            server.duplicates += 1
+                        else:
+                            server.stored[key] = body
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "503":
+                    self._answer(503, b'{"error":"busy"}')
+                elif fault == "429":
+                    self._answer(429, b'{"error":"slow down"}', {"Retry-After": "0"})
+                else:
+                    self._answer(200, b'{"message":"Trace received","traceId":"t"}')
+
+            def _answer(
+                self, status: int, data: bytes, extra: Optional[Dict[str, str]] = None
+            ) -> None:
+                head = [
+                    f"HTTP/1.1 {status} X",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(data)}",
+                ]
+                head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+                self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+@pytest.fixture
+def server() -> Any:
+    srv = DedupServer().start()
+    yield srv
+    srv.stop()
+
+
+def bg_client(base_url: str, **kw: Any) -> InfiniumClient:
+    kw.setdefault("enable_rate_limiting", False)
+    kw.setdefault("max_retries", 2)
+    kw.setdefault("timeout", 5.0)
+    kw.setdefault("backoff_base", 0.02)
+    return InfiniumClient(
+        agent_id=AGENT, agent_secret=SECRET, base_url=base_url, background=True, **kw
+    )
+
+
+def send_many(client: Any, n: int, prefix: str = "t") -> List[str]:
+    keys = []
+    for i in range(n):
+        r = client.send_task(name=f"{prefix}{i}", description="d", duration=0.5)
+        keys.append(r.data["idempotency_key"])
+    return keys
+
+
+def wait_until(cond: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
+# --- basics ----------------------------------------------------------------------
+
+
+def test_queued_answer_flush_stats_and_key(server: DedupServer) -> None:
+    c = bg_client(server.base_url)
+    try:
+        r = c.send_task(name="one", description="d", duration=1.0)
+        assert r.success and r.status_code is None and r.message == "queued"
+        assert r.data is not None and r.data["queued"] is True
+        key = r.data["idempotency_key"]
+        assert c.flush(10) is True
+        assert list(server.stored) == [key]
+        assert json.loads(server.stored[key])["name"] == "one"
+        st = c.stats()
+        assert {k: st[k] for k in ("queued", "in_flight", "sent", "failed", "dropped")} == {
+            "queued": 0,
+            "in_flight": 0,
+            "sent": 1,
+            "failed": 0,
+            "dropped": 0,
+        }
+        assert set(st) >= {
+            "queued",
+            "in_flight",
+            "sent",
+            "failed",
+            "retried",
+            "spooled",
+            "replayed",
+            "dropped",
+        }
+        # Bad input still raises in the caller, at once.
+        with pytest.raises(ValidationError):
+            c.send_task(name="", description="d", duration=1.0)
+        with pytest.raises(ValidationError):
+            c.send_task(name="x", description="d", duration=-1)
+    finally:
+        c.close()
+    with pytest.raises(Exception, match="closed"):
+        c.send_task(name="late", description="d", duration=1.0)
+
+
+def test_decorator_auto_send_is_queued(server: DedupServer) -> None:
+    c = bg_client(server.base_url)
+
+    @c.trace("decorated")
+    def work(x: int) -> int:
+        return x * 2
+
+    assert [work(i) for i in range(20)] == [i * 2 for i in range(20)]
+    assert c.flush(10)
+    assert len(server.stored) == 20
+    c.close()
+
+
+def test_foreground_sends_carry_an_idempotency_key(server: DedupServer) -> None:
+    c = InfiniumClient(
+        agent_id=AGENT, agent_secret=SECRET, base_url=server.base_url, enable_rate_limiting=False
+    )
+    r = c.send_task(name="fg", description="d", duration=1.0)
+    assert r.status_code == 200 and server.missing_key == 0 and len(server.stored) == 1
+    assert c.flush() is True and c.stats()["sent"] == 0
+    c.close()
+
+
+async def test_async_client_never_awaits_the_network(server: DedupServer) -> None:
+    server.stop()  # down: a foreground send would fail or block
+    c = AsyncInfiniumClient(
+        agent_id=AGENT,
+        agent_secret=SECRET,
+        base_url=server.base_url,
+        background=True,
+        enable_rate_limiting=False,
+        backoff_base=0.02,
+    )
+    t0 = time.monotonic()
+    for i in range(200):
+        r = await c.send_task(name=f"a{i}", description="d", duration=1.0)
+        assert r.message == "queued"
+    assert time.monotonic() - t0 < 2.0
+    assert await c.flush(0.2) is False
+    server.start()
+    assert await c.flush(20) is True
+    assert len(server.stored) == 200
+    await c.close()
+
+
+# --- outage, faults ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_outage_then_everything_exactly_once() -> None:
+    srv = DedupServer()  # not started: connections are refused
+    c = bg_client(srv.base_url)
+    keys = send_many(c, 10_000)
+    time.sleep(2.0)
+    assert c.stats()["sent"] == 0
+    srv.start()
+    try:
+        assert c.flush(90) is True
+        st = c.stats()
+        assert set(srv.stored) == set(keys) and len(keys) == 10_000
+        assert srv.duplicates == 0
+        assert st["sent"] == 10_000 and st["dropped"] == 0 and st["failed"] == 0
+        assert st["retried"] > 0
+    finally:
+        c.close()
+        srv.stop()
+
+
+@pytest.mark.timeout(120)
+def test_faults_everything_exactly_once_and_stats_consistent(server: DedupServer) -> None:
+    server.p503, server.p429, server.pdrop = 0.20, 0.05, 0.05
+    c = bg_client(server.base_url, max_retries=3, backoff_base=0.005)
+    keys = send_many(c, 10_000)
+    try:
+        assert c.flush(90) is True
+        st = c.stats()
+        assert set(server.stored) == set(keys)
+        assert st["sent"] == 10_000 and st["failed"] == 0 and st["dropped"] == 0
+        # Every post the server saw was a delivery or a retried failure.
+        assert server.posts == st["sent"] + st["retried"]
+        faults = sum(server.faults.values())
+        assert st["retried"] == faults > 0
+        assert server.faults["429"] > 0 and server.faults["drop"] > 0
+    finally:
+        c.close()
+
+
+def test_permanent_rejection_counts_failed(server: DedupServer) -> None:
+    c = InfiniumClient(
+        agent_id=AGENT,
+        agent_secret="wrong-secret-x",
+        base_url=server.base_url,
+        background=True,
+        enable_rate_limiting=False,
+    )
+    server.stop()
+    srv401 = DedupServer(server.port)
+
+    class Reject(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    ThreadingHTTPServer.allow_reuse_address = True
+    httpd = ThreadingHTTPServer(("127.0.0.1", srv401.port), Reject)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        send_many(c, 3)
+        assert c.flush(10) is True
+        st = c.stats()
+        assert st["failed"] == 3 and st["sent"] == 0
+    finally:
+        c.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# --- memory -------------------------------------------------------------------------
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.timeout(120)
+def test_memory_bounded_when_server_down_without_spool(caplog: Any) -> None:
+    srv = DedupServer()  # never started
+    c = bg_client(srv.base_url, max_queue_size=10_000)
+    send_many(c, 10_000, "warm")
+    before = _rss_kib()
+    with caplog.at_level(logging.WARNING, logger="infinium"):
+        send_many(c, 100_000)
+    after = _rss_kib()
+    st = c.stats()
+    held = st["queued"] + st["in_flight"]
+    assert held <= 10_000 + 8
+    assert st["dropped"] == 110_000 - held
+    # The queue was full before: 100,000 more traces must not grow memory
+    # by more than a few MiB of noise.
+    growth_mib = (after - before) / 1024
+    print(f"RSS before {before / 1024:.1f} MiB, after {after / 1024:.1f} MiB")
+    assert growth_mib < 20, growth_mib
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+    # Rate-limited: not one warning per dropped trace.
+    assert sum("dropped" in r.getMessage() for r in caplog.records) < 5
+    t0 = time.monotonic()
+    c.shutdown_timeout = 0.2
+    c.close()
+    assert time.monotonic() - t0 < 2.5
+
+
+# --- spool ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_overflow_goes_to_spool_and_comes_back(server: DedupServer, tmp_path: Path) -> None:
+    server.stop()
+    c = bg_client(server.base_url, max_queue_size=100, spool_dir=tmp_path)
+    keys = send_many(c, 2_000)
+    st = c.stats()
+    assert st["spooled"] >= 1_800 and st["dropped"] == 0
+    server.start()
+    assert wait_until(lambda: len(server.stored) == 2_000, 60), c.stats()
+    assert c.flush(10)
+    assert wait_until(lambda: c.stats()["spool_backlog"] == 0, 10)
+    st = c.stats()
+    assert set(server.stored) == set(keys) and server.duplicates == 0
+    assert st["replayed"] >= 1_800 and st["sent"] == 2_000
+    c.close()
+    # Nothing left behind.
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write_segment(path: Path, records: List[bytes]) -> None:
+    import zlib
+
+    out = b""
+    for i, body in enumerate(records):
+        key = f"00000000-0000-4000-8000-{i:012d}".encode()
+        payload = bytes([len(key)]) + key + body
+        out += len(payload).to_bytes(4, "little") + zlib.crc32(payload).to_bytes(4, "little")
+        out += payload
+    path.write_bytes(out)
+
+
+def test_backlog_with_torn_tail_is_replayed(
+    server: DedupServer, tmp_path: Path, caplog: Any
+) -> None:
+    d = tmp_path / f"{AGENT}.99999.deadbeef"
+    d.mkdir()
+    (d / "lock").touch()
+    seg = d / "seg-000000.log"
+    _write_segment(seg, [b'{"name":"r%d"}' % i for i in range(3)])
+    with open(seg, "ab") as fh:
+        fh.write(b"\x40\x00\x00\x00\x01\x02")  # a torn header+payload
+    with caplog.at_level(logging.WARNING, logger="infinium"):
+        c = bg_client(server.base_url, spool_dir=tmp_path)
+        assert wait_until(lambda: len(server.stored) == 3, 20)
+        assert wait_until(lambda: c.stats()["spool_backlog"] == 0, 10)
+        st = c.stats()
+        c.close()
+    assert st["replayed"] == 3 and server.duplicates == 0
+    assert any("torn" in r.getMessage() for r in caplog.records)
+    assert not d.exists()
+
+
+def test_two_clients_share_one_backlog_exactly_once(server: DedupServer, tmp_path: Path) -> None:
+    server.stop()
+    first = bg_client(server.base_url, spool_dir=tmp_path, shutdown_timeout=0.2)
+    keys = send_many(first, 1_500)
+    first.close()  # server down: all of it goes to the spool
+    server.start()
+    a = bg_client(server.base_url, spool_dir=tmp_path)
+    b = bg_client(server.base_url, spool_dir=tmp_path)
+    assert wait_until(lambda: len(server.stored) == 1_500, 60)
+    time.sleep(0.5)
+    assert server.duplicates == 0 and set(server.stored) == set(keys)
+    assert a.stats()["replayed"] + b.stats()["replayed"] == 1_500
+    a.close()
+    b.close()
+
+
+# --- crash, exit (subprocesses) ----------------------------------------------------
+
+_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _script(body: str) -> List[str]:
+    return [sys.executable, "-c", textwrap.dedent(body)]
+
+
+@pytest.mark.timeout(120)
+def test_crash_durable_spool_loses_nothing(server: DedupServer, tmp_path: Path) -> None:
+    down = DedupServer()  # never started
+    proc = subprocess.Popen(
+        _script(f"""
+            import sys, time
+            from infinium import InfiniumClient
+            c = InfiniumClient(agent_id="{AGENT}", agent_secret="{SECRET}",
+                               base_url="{down.base_url}", background=True,
+                               spool_dir=r"{tmp_path}", durable=True, backoff_base=0.02)
+            for i in range(5000):
+                r = c.send_task(name=f"c{{i}}", description="d", duration=1.0)
+                sys.stdout.write(r.data["idempotency_key"] + "\\n")
+            sys.stdout.write("done\\n")
+            sys.stdout.flush()
+            time.sleep(60)
+        """),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_ENV,
+    )
+    accepted: List[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.strip()
+        if line == "done":
+            break
+        accepted.append(line)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert len(accepted) == 5000
+    c = bg_client(server.base_url, spool_dir=tmp_path)
+    try:
+        assert wait_until(lambda: len(server.stored) >= 5000, 60), len(server.stored)
+        assert wait_until(lambda: c.stats()["spool_backlog"] == 0, 10)
+        assert set(server.stored) == set(accepted)
+        assert server.duplicates == 0
+        assert c.stats()["replayed"] == 5000
+    finally:
+        c.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(60)
+def test_exit_without_close_delivers(server: DedupServer) -> None:
+    t0 = time.monotonic()
+    subprocess.run(
+        _script(f"""
+            from infinium import InfiniumClient
+            c = InfiniumClient(agent_id="{AGENT}", agent_secret="{SECRET}",
+                               base_url="{server.base_url}", background=True,
+                               enable_rate_limiting=False, shutdown_timeout=5.0)
+            for i in range(300):
+                c.send_task(name=f"e{{i}}", description="d", duration=1.0)
+        """),
+        check=True,
+        env=_ENV,
+        timeout=30,
+    )
+    assert time.monotonic() - t0 < 5.0 + 3.0
+    assert len(server.stored) == 300
+
+
+@pytest.mark.timeout(60)
+def test_exit_with_server_down_is_bounded_and_spools(server: DedupServer, tmp_path: Path) -> None:
+    down = DedupServer()
+    t0 = time.monotonic()
+    subprocess.run(
+        _script(f"""
+            import time
+            from infinium import InfiniumClient
+            c = InfiniumClient(agent_id="{AGENT}", agent_secret="{SECRET}",
+                               base_url="{down.base_url}", background=True,
+                               spool_dir=r"{tmp_path}", shutdown_timeout=1.0,
+                               backoff_base=0.05)
+            for i in range(300):
+                c.send_task(name=f"x{{i}}", description="d", duration=1.0)
+            print("submitted", time.monotonic(), flush=True)
+        """),
+        check=True,
+        env=_ENV,
+        timeout=30,
+    )
+    elapsed = time.monotonic() - t0
+    # Interpreter start-up (~0.3 s) + shutdown_timeout + 1 s.
+    assert elapsed < 1.0 + 1.0 + 1.0, elapsed
+    c = bg_client(server.base_url, spool_dir=tmp_path)
+    try:
+        assert wait_until(lambda: len(server.stored) == 300, 30)
+        assert c.stats()["replayed"] == 300 or wait_until(lambda: c.stats()["replayed"] == 300, 5)
+    finally:
+        c.close()
+
+
+# --- fork ---------------------------------------------------------------------------
+
+_fork_client: Optional[InfiniumClient] = None
+
+
+def _child_send(n: int) -> None:
+    assert _fork_client is not None
+    for i in range(n):
+        _fork_client.send_task(name=f"child{os.getpid()}-{i}", description="d", duration=1.0)
+    # No close(), no flush(): the multiprocessing finalizer delivers.
+
+
+@pytest.mark.timeout(60)
+def test_fork_children_get_fresh_exporters(server: DedupServer) -> None:
+    global _fork_client
+    c = bg_client(server.base_url)
+    _fork_client = c
+    try:
+        send_many(c, 50, "parent-before")
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_child_send, args=(100,)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        send_many(c, 50, "parent-during")
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        assert c.flush(20)
+        assert len(server.stored) == 500, len(server.stored)
+        assert server.duplicates == 0
+        assert c.stats()["sent"] == 100
+    finally:
+        _fork_client = None
+        c.close()
+
+
+@pytest.mark.timeout(60)
+def test_plain_os_fork_child_exits_cleanly(server: DedupServer) -> None:
+    c = bg_client(server.base_url)
+    send_many(c, 10, "p")
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            send_many(c, 25, "k")
+            code = 0 if c.flush(20) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert c.flush(20)
+    assert len(server.stored) == 35
+    c.close()
+
+
+def test_async_close_and_stats(server: DedupServer) -> None:
+    async def main() -> Dict[str, int]:
+        c = AsyncInfiniumClient(
+            agent_id=AGENT,
+            agent_secret=SECRET,
+            base_url=server.base_url,
+            background=True,
+            enable_rate_limiting=False,
+        )
+        for i in range(30):
+            await c.send_task(name=f"s{i}", description="d", duration=1.0)
+        await c.close()
+        return c.stats()
+
+    st = asyncio.run(main())
+    assert len(server.stored) == 30
+    assert st == {k: 0 for k in st}  # closed client reports nothing queued
+
+
+# --- infinium replay DIR -----------------------------------------------------------
+
+
+def test_replay_cli_delivers_backlog(server: DedupServer, tmp_path: Path, capsys: Any) -> None:
+    from infinium._replay import agents_in, replay_main
+
+    server.stop()
+    first = bg_client(server.base_url, spool_dir=tmp_path, shutdown_timeout=0.2)
+    keys = send_many(first, 400)
+    first.close()
+    assert agents_in(tmp_path) == [AGENT]
+    # Server still down: nothing delivered, exit status 1, backlog kept.
+    argv = [str(tmp_path), "--base-url", server.base_url, "--agent-secret", SECRET]
+    assert replay_main([*argv, "--stall-timeout", "0.5", "--no-rate-limit"]) == 1
+    assert "400 left in the spool" in capsys.readouterr().out
+    server.start()
+    assert replay_main([*argv, "--no-rate-limit"]) == 0
+    captured = capsys.readouterr()
+    assert "replayed 400 trace(s), 0 rejected by the server, 0 left" in captured.out
+    assert "400/400" in captured.err
+    assert set(server.stored) == set(keys) and server.duplicates == 0
+    assert list(tmp_path.iterdir()) == []
+    assert replay_main([*argv, "-q"]) == 0
+    assert "nothing to replay" in capsys.readouterr().out
