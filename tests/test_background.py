@@ -630,7 +630,10 @@ def test_replay_cli_delivers_backlog(server: DedupServer, tmp_path: Path, capsys
     assert replay_main([*argv, "--stall-timeout", "0.5", "--no-rate-limit"]) == 1
     assert "400 left in the spool" in capsys.readouterr().out
     server.start()
-    assert replay_main([*argv, "--no-rate-limit"]) == 0
+    # Through the console script's entry point: `infinium replay DIR ...`.
+    from infinium.cli import main as cli_main
+
+    assert cli_main(["replay", *argv, "--no-rate-limit"]) == 0
     captured = capsys.readouterr()
     assert "replayed 400 trace(s), 0 rejected by the server, 0 left" in captured.out
     assert "400/400" in captured.err

@@ -447,12 +447,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="infinium", description="Infinium SDK tools: a local Infinium API and a demo."
+        prog="infinium",
+        description="Infinium SDK tools: a local Infinium API, a demo, spool replay.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     _add_demo(sub)
+    _add_replay(sub)
     return parser
+
+
+def _add_replay(sub: Any) -> None:
+    from . import _replay
+
+    p = sub.add_parser(
+        "replay",
+        help="deliver the traces left in a background-export spool directory",
+        description="Deliver the traces left in a spool directory, with a progress bar.",
+    )
+    _replay.build_parser(p)
+    p.set_defaults(func=_replay.run)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
