@@ -6,37 +6,56 @@
 //! the burst is spent: no window of one second ever sees more than
 //! `rate + burst` starts, however many threads or tasks contend.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
+/// The state is one atomic (the theoretical arrival time, in nanoseconds
+/// since `base`), updated with compare-and-swap: no lock, so nothing can be
+/// left locked in a child process by a `fork()` that happened mid-update.
 #[derive(Debug)]
 pub struct RateLimiter {
-    interval: Duration,
+    base: Instant,
+    interval: u64,
     /// How far ahead of "now" the theoretical arrival time may run: the burst.
-    tolerance: Duration,
-    tat: Mutex<Option<Instant>>,
+    tolerance: u64,
+    tat: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl RateLimiter {
     /// `rate` requests per second (> 0), `burst` (>= 1) back-to-back.
     pub fn new(rate: f64, burst: u32) -> Self {
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let tolerance = interval * burst.saturating_sub(1);
+        let interval = nanos(Duration::from_secs_f64(1.0 / rate)).max(1);
         RateLimiter {
+            base: Instant::now(),
             interval,
-            tolerance,
-            tat: Mutex::new(None),
+            tolerance: interval.saturating_mul(u64::from(burst.saturating_sub(1))),
+            tat: AtomicU64::new(0),
         }
     }
 
     /// Reserve the next start slot; returns how long to wait before using it.
     pub fn reserve(&self, now: Instant) -> Duration {
-        let mut tat = self.tat.lock();
-        let current = tat.map_or(now, |t| t.max(now));
-        let allowed_at = current.checked_sub(self.tolerance).unwrap_or(now);
-        *tat = Some(current + self.interval);
-        allowed_at.saturating_duration_since(now)
+        let now = nanos(now.saturating_duration_since(self.base));
+        let mut tat = self.tat.load(Ordering::Acquire);
+        loop {
+            let current = tat.max(now);
+            match self.tat.compare_exchange_weak(
+                tat,
+                current.saturating_add(self.interval),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let allowed_at = current.saturating_sub(self.tolerance);
+                    return Duration::from_nanos(allowed_at.saturating_sub(now));
+                }
+                Err(actual) => tat = actual,
+            }
+        }
     }
 
     /// Wait (asynchronously) for a start slot.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use reqwest::Method;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::error::Error;
 use crate::json::parse_body;
@@ -71,7 +71,24 @@ pub struct Attempts {
 pub struct Transport {
     pub cfg: Config,
     pub limiter: Option<RateLimiter>,
-    client: Mutex<Option<(u64, reqwest::Client)>>,
+    /// `(runtime generation, client)`, swapped without a lock (a lock could be
+    /// left held in a forked child). A replaced client is deliberately leaked:
+    /// that happens once per fork, and its pool belongs to the parent's runtime.
+    client: AtomicPtr<(u64, reqwest::Client)>,
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        let ptr = *self.client.get_mut();
+        // Free the current client only in the generation that built it: a
+        // client inherited through fork() is leaked on purpose.
+        // SAFETY: exclusive access in drop; the pointer came from Box::into_raw.
+        if let Some((g, _)) = unsafe { ptr.as_ref() } {
+            if *g == runtime::generation() {
+                drop(unsafe { Box::from_raw(ptr) });
+            }
+        }
+    }
 }
 
 fn install_crypto_provider() {
@@ -100,7 +117,7 @@ impl Transport {
         let t = Transport {
             cfg,
             limiter,
-            client: Mutex::new(None),
+            client: AtomicPtr::new(std::ptr::null_mut()),
         };
         t.http()?; // fail early on a bad configuration
         Ok(Arc::new(t))
@@ -110,8 +127,10 @@ impl Transport {
     /// the parent's runtime).
     pub fn http(&self) -> Result<reqwest::Client, Error> {
         let gen = runtime::generation();
-        let mut slot = self.client.lock();
-        if let Some((g, c)) = slot.as_ref() {
+        let current = self.client.load(Ordering::Acquire);
+        // SAFETY: non-null pointers here come from Box::into_raw below and are
+        // never freed while the Transport lives (see Drop).
+        if let Some((g, c)) = unsafe { current.as_ref() } {
             if *g == gen {
                 return Ok(c.clone());
             }
@@ -129,7 +148,17 @@ impl Transport {
                 message: format!("cannot build the HTTP client: {e}"),
                 key: None,
             })?;
-        *slot = Some((gen, c.clone()));
+        let fresh = Box::into_raw(Box::new((gen, c.clone())));
+        if self
+            .client
+            .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread installed one first: use that, drop ours.
+            // SAFETY: `fresh` was never shared.
+            drop(unsafe { Box::from_raw(fresh) });
+            return self.http();
+        }
         Ok(c)
     }
 
