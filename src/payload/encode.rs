@@ -21,6 +21,16 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes of `x` is a control character, `"` or `\\`.
+#[inline]
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_0x20 = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    (below_0x20 | has_zero(x ^ (ONES * u64::from(b'"'))) | has_zero(x ^ (ONES * u64::from(b'\\')))) != 0
+}
+
 /// `"` + escaped text + `"`: `\"`, `\\`, the five short escapes, other control
 /// characters as `\u00XX` (lower-case hex); everything else raw UTF-8.
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
@@ -29,9 +39,21 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
     buf.reserve(bytes.len() + 2);
     buf.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip 8 bytes at a time while none needs escaping.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let esc = ESCAPE[b as usize];
         if esc == 0 {
+            i += 1;
             continue;
         }
         buf.extend_from_slice(&bytes[start..i]);
@@ -47,7 +69,8 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
         } else {
             buf.extend_from_slice(&[b'\\', esc]);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     buf.extend_from_slice(&bytes[start..]);
     buf.push(b'"');
@@ -185,6 +208,39 @@ mod tests {
         ];
         for (v, want) in cases {
             assert_eq!(f(*v), *want, "repr({v:e})");
+        }
+    }
+
+    /// Byte-at-a-time reference for the word-at-a-time scanner.
+    fn reference(v: &str) -> String {
+        let mut out = String::from("\"");
+        for c in v.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn word_scanner_matches_reference_at_every_offset() {
+        let specials = ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é', '😀', ' ', '~', '\u{7f}'];
+        for len in 0..40 {
+            for pos in 0..len {
+                for sp in specials {
+                    let text: String = (0..len).map(|i| if i == pos { sp } else { 'a' }).collect();
+                    assert_eq!(s(&text), reference(&text), "{text:?}");
+                }
+            }
         }
     }
 

@@ -56,7 +56,31 @@ const TASK_FIELDS: [&str; 22] = [
     "errors",
 ];
 
-static TOP: PyOnceLock<HashMap<&'static str, Field>> = PyOnceLock::new();
+/// FNV-1a: the keys are a fixed set of short field names, so a cheap hash
+/// beats SipHash's DoS resistance here.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+
+static TOP: PyOnceLock<HashMap<&'static str, Field, FnvBuild>> = PyOnceLock::new();
 
 /// The interned name and pre-encoded key of a top-level body field.
 fn top(py: Python<'_>, name: &str) -> &'static Field {
@@ -72,6 +96,9 @@ fn top(py: Python<'_>, name: &str) -> &'static Field {
         None => unreachable!("{name} is not a top-level field"),
     }
 }
+
+/// Size of the last body written (a capacity hint for the next).
+static LAST_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Reads trace fields from a TaskData (its `__dict__`, else attributes) or a
 /// plain dict (keys).
@@ -169,8 +196,11 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
     let when = src.get("current_datetime")?;
     validate::current_datetime(when.as_ref().unwrap_or(&none))?;
 
-    let mut w = Writer::new(py, 4096);
+    // Start with room for a body like the last one: no regrowth copies.
+    let hint = LAST_SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    let mut w = Writer::new(py, (hint + hint / 8).clamp(1024, validate::MAX_PAYLOAD_SIZE));
     write_body(&mut w, &src, [name, description, when, duration]).map_err(to_error)?;
+    LAST_SIZE.store(w.buf.len(), std::sync::atomic::Ordering::Relaxed);
     if w.buf.len() > validate::MAX_PAYLOAD_SIZE {
         return Err(Error::validation(
             format!(

@@ -14,7 +14,6 @@
 //! dicts) are written sensibly; anything else is a `ValidationError` that
 //! names the path to the value.
 
-use std::collections::HashMap;
 use std::os::raw::c_char;
 use std::sync::Arc;
 
@@ -180,8 +179,9 @@ pub type Fields = Arc<Vec<Field>>;
 
 /// Fields of a dataclass type, in declaration order (as `dataclasses.fields`
 /// gives them), cached per type; `None` for other types.
-type FieldCache = HashMap<usize, (Py<PyType>, Option<Fields>)>;
+type FieldCache = Vec<(usize, Py<PyType>, Option<Fields>)>;
 static FIELD_CACHE: Mutex<Option<FieldCache>> = Mutex::new(None);
+const MAX_CACHED_TYPES: usize = 256;
 static FIELDS_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `Some(fields)` when `obj`'s type is a dataclass.
@@ -190,7 +190,8 @@ pub fn dataclass_fields(obj: &Bound<'_, PyAny>) -> SerResult<Option<Fields>> {
     let ty = obj.get_type();
     let key = ty.as_ptr() as usize;
     if let Some(cache) = FIELD_CACHE.lock().as_ref() {
-        if let Some((_, fields)) = cache.get(&key) {
+        // A handful of types in practice: a linear scan beats hashing.
+        if let Some((_, _, fields)) = cache.iter().find(|(k, _, _)| *k == key) {
             return Ok(fields.clone());
         }
     }
@@ -207,10 +208,13 @@ pub fn dataclass_fields(obj: &Bound<'_, PyAny>) -> SerResult<Option<Fields>> {
     } else {
         None
     };
-    FIELD_CACHE
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .insert(key, (ty.unbind(), fields.clone()));
+    let mut cache = FIELD_CACHE.lock();
+    let cache = cache.get_or_insert_with(Vec::new);
+    if cache.len() >= MAX_CACHED_TYPES {
+        // Types made on the fly: start over rather than grow without bound.
+        cache.clear();
+    }
+    cache.push((key, ty.unbind(), fields.clone()));
     Ok(fields)
 }
 
@@ -240,6 +244,34 @@ pub fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>>
     obj.getattr(pyo3::intern!(obj.py(), "__dict__"))
         .ok()
         .and_then(|d| d.cast_into::<PyDict>().ok())
+}
+
+/// The values of `fields` on `obj` (`None` for None or missing).
+///
+/// Fast path: a dataclass `__init__` fills the instance `__dict__` in field
+/// order with interned names, so walking the dict alongside the fields and
+/// comparing key pointers reads every value without a single hash lookup.
+/// Anything unusual (reordered, deleted, slots) falls back to lookups.
+fn field_values<'py>(obj: &Bound<'py, PyAny>, fields: &[Field]) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
+    let inst_dict = instance_dict(obj);
+    if let Some(d) = &inst_dict {
+        if d.len() >= fields.len() {
+            let mut values = Vec::with_capacity(fields.len());
+            for ((k, v), f) in d.iter().zip(fields) {
+                if k.as_ptr() != f.name.as_ptr() {
+                    break;
+                }
+                values.push(if v.is_none() { None } else { Some(v) });
+            }
+            if values.len() == fields.len() {
+                return Ok(values);
+            }
+        }
+    }
+    fields
+        .iter()
+        .map(|f| read_field(obj, inst_dict.as_ref(), f.name.bind(obj.py())))
+        .collect()
 }
 
 /// The JSON writer.
@@ -517,13 +549,10 @@ impl<'py> Writer<'py> {
         self.enter(obj)?;
         let start = self.buf.len();
         self.buf.push(b'{');
-        let py = self.py;
-        let inst_dict = instance_dict(obj);
+        let values = field_values(obj, fields)?;
         let mut count = 0;
-        for field in fields {
-            let Some(value) = read_field(obj, inst_dict.as_ref(), field.name.bind(py))? else {
-                continue;
-            };
+        for (field, value) in fields.iter().zip(values) {
+            let Some(value) = value else { continue };
             if self
                 .write_field(count, &field.json_key, &value)
                 .map_err(|e| e.at_key(&field.text))?
