@@ -23,12 +23,58 @@ const ESCAPE: [u8; 256] = {
 
 /// Whether any of the 8 bytes of `x` is a control character, `"` or `\\`.
 #[inline]
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn needs_escape(x: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_0x20 = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
     (below_0x20 | has_zero(x ^ (ONES * u64::from(b'"'))) | has_zero(x ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+/// Index of the first byte at or after `i` that needs escaping (or `len`).
+#[inline]
+fn next_escape(bytes: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        // SSE2 is part of the x86_64 baseline: 16 bytes per step.
+        // SAFETY: every load reads 16 bytes inside `bytes` (i + 16 <= len).
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let ctl = _mm_set1_epi8(0x1f);
+            while i + 16 <= bytes.len() {
+                let x = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+                // max(x, 0x1f) == 0x1f  <=>  x <= 0x1f (unsigned).
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                    _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl),
+                );
+                let mask = _mm_movemask_epi8(hits);
+                if mask != 0 {
+                    return i + mask.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if needs_escape(u64::from_le_bytes(word)) {
+            break;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && ESCAPE[bytes[i] as usize] == 0 {
+        i += 1;
+    }
+    i
 }
 
 /// `"` + escaped text + `"`: `\"`, `\\`, the five short escapes, other control
@@ -39,24 +85,11 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
     buf.reserve(bytes.len() + 2);
     buf.push(b'"');
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Skip 8 bytes at a time while none needs escaping.
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        let esc = ESCAPE[b as usize];
-        if esc == 0 {
-            i += 1;
-            continue;
-        }
+    loop {
+        let i = next_escape(bytes, start);
         buf.extend_from_slice(&bytes[start..i]);
+        let Some(&b) = bytes.get(i) else { break };
+        let esc = ESCAPE[b as usize];
         if esc == b'u' {
             buf.extend_from_slice(&[
                 b'\\',
@@ -69,10 +102,8 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
         } else {
             buf.extend_from_slice(&[b'\\', esc]);
         }
-        i += 1;
-        start = i;
+        start = i + 1;
     }
-    buf.extend_from_slice(&bytes[start..]);
     buf.push(b'"');
 }
 
@@ -93,6 +124,12 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
     debug_assert!(v.is_finite());
     let mut rb = ryu::Buffer::new();
     let text = rb.format_finite(v);
+    // Fast path: where both use fixed notation, ryu's text is Python's repr.
+    let a = v.abs();
+    if (1e-4..1e16).contains(&a) && !text.contains('e') {
+        buf.extend_from_slice(text.as_bytes());
+        return;
+    }
     let (neg, text) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
