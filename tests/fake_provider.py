@@ -76,6 +76,7 @@ class FakeProvider:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no Nagle + delayed-ACK stalls
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -304,6 +304,7 @@ def test_permanent_rejection_counts_failed(server: DedupServer) -> None:
 
     class Reject(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
