@@ -176,7 +176,7 @@ pub async fn run(
                                     path: path.clone(),
                                     auth: Auth::Agent,
                                     body: Some(body),
-                                    idempotency_key: Some(uuid::Uuid::new_v4().to_string()),
+                                    idempotency_key: Some(crate::transport::new_idempotency_key()),
                                 };
                                 let index = item.index;
                                 in_flight.spawn(async move { (index, t.execute(&req).await) });

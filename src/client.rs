@@ -60,7 +60,7 @@ impl CoreClient {
         // the server can drop the duplicate a retry after a lost answer makes.
         let idempotency_key = match idempotency_key {
             Some(k) => Some(k),
-            None if method == Method::POST => Some(uuid::Uuid::new_v4().to_string()),
+            None if method == Method::POST => Some(crate::transport::new_idempotency_key()),
             None => None,
         };
         Ok(Request {

@@ -41,6 +41,7 @@ fn _shutdown() {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    runtime::register_atfork();
     m.add("MAX_PAYLOAD_SIZE", payload::validate::MAX_PAYLOAD_SIZE)?;
     m.add_function(wrap_pyfunction!(payload::dumps, m)?)?;
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;

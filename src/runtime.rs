@@ -26,9 +26,17 @@ extern "C" fn after_fork_in_child() {
     RUNTIME.store(std::ptr::null_mut(), Ordering::SeqCst);
     STATE.store(0, Ordering::SeqCst);
     GENERATION.fetch_add(1, Ordering::SeqCst);
+    // This thread's random generator is a copy of the parent's: reseed it, or
+    // parent and child would draw the same idempotency keys.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    fastrand::seed(fastrand::u64(..) ^ nanos ^ (u64::from(std::process::id()) << 32));
 }
 
-fn register_atfork() {
+/// Install the fork handler (idempotent). Called at module import and before
+/// the runtime is first built.
+pub fn register_atfork() {
     ATFORK.call_once(|| {
         #[cfg(unix)]
         // SAFETY: registering a plain extern "C" function with no captured state.

@@ -45,6 +45,10 @@ def test_clients_work_in_forked_children(capture_server: CaptureServer) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "codes [0, 0, 0]" in out.stdout, out.stdout + out.stderr
+    # Parent and children draw distinct idempotency keys (the child's random
+    # generator is reseeded after fork).
+    keys = [r.headers["idempotency-key"] for r in capture_server.requests]
+    assert len(set(keys)) == len(keys) == 8
     names = sorted(r.json()["name"] for r in capture_server.requests)
     assert names == sorted(
         ["parent-before", "parent-after"]

@@ -192,6 +192,7 @@ class _Ops:
         base_url = _env(base_url, "INFINIUM_BASE_URL") or DEFAULT_BASE_URL
         self.agent_id = agent_id
         self.agent_secret = agent_secret
+        self._trace_path_cache: Optional[Tuple[str, str]] = None
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
@@ -248,7 +249,13 @@ class _Ops:
         return core
 
     def _trace_path(self) -> str:
-        return f"/agents/{validate_path_id(self.agent_id, 'agent_id')}/trace"
+        # Validated once per agent_id value (the attribute is public).
+        cached = self._trace_path_cache
+        if cached is not None and cached[0] is self.agent_id:
+            return cached[1]
+        path = f"/agents/{validate_path_id(self.agent_id, 'agent_id')}/trace"
+        self._trace_path_cache = (self.agent_id, path)
+        return path
 
     # --- background export (issue 6) ---------------------------------------
 

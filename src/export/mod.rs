@@ -178,7 +178,7 @@ impl Inner {
 
     /// Put a serialised trace in the queue; returns its idempotency key.
     fn enqueue(&self, body: Bytes) -> Result<String, Error> {
-        let key = uuid::Uuid::new_v4().to_string();
+        let key = crate::transport::new_idempotency_key();
         let mut on_disk = None;
         if self.durable {
             if let Some(spool) = &self.spool {
