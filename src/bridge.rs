@@ -53,7 +53,41 @@ where
 
 /// Block the calling thread (GIL released) until `fut` completes; answer
 /// signals every 100 ms.
+///
+/// The future is driven on the calling thread itself (`block_on`), so a
+/// request costs one cross-thread wake-up (from the I/O driver) instead of a
+/// spawn plus a result hand-off. From inside a runtime context (where
+/// `block_on` is not allowed) it falls back to spawning and waiting.
 pub fn wait<F, T>(py: Python<'_>, fut: F) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return wait_spawned(py, fut);
+    }
+    let rt = runtime::get()?;
+    let mut fut = Box::pin(AssertUnwindSafe(fut).catch_unwind());
+    loop {
+        let step = py.detach(|| {
+            rt.block_on(async {
+                tokio::select! {
+                    r = &mut fut => Some(r),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => None,
+                }
+            })
+        });
+        match step {
+            Some(Ok(r)) => return r,
+            Some(Err(p)) => return Err(from_panic(p)),
+            // Dropping `fut` on the error path cancels the request.
+            None => py.check_signals().map_err(Error::Python)?,
+        }
+    }
+}
+
+/// `wait` by spawning onto the runtime and receiving the result.
+fn wait_spawned<F, T>(py: Python<'_>, fut: F) -> Result<T, Error>
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
