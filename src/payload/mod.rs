@@ -30,23 +30,11 @@ pub const SECTIONS: [&str; 11] = [
     "general",
 ];
 
-/// Every attribute of a TaskData the body reads.
-const TASK_FIELDS: [&str; 22] = [
-    "name",
-    "description",
-    "current_datetime",
-    "duration",
-    "time_tracking",
-    "customer",
-    "support",
-    "sales",
-    "marketing",
-    "content",
-    "research",
-    "project",
-    "development",
-    "executive",
-    "general",
+/// The always-present head of the body.
+const HEAD: [&str; 4] = ["name", "description", "current_datetime", "duration"];
+
+/// The other optional TaskData attributes the body reads (besides SECTIONS).
+const OTHERS: [&str; 7] = [
     "llm_usage",
     "input_summary",
     "output_summary",
@@ -55,6 +43,11 @@ const TASK_FIELDS: [&str; 22] = [
     "environment",
     "errors",
 ];
+
+/// Every attribute of a TaskData the body reads.
+fn task_fields() -> impl Iterator<Item = &'static str> {
+    HEAD.into_iter().chain(SECTIONS).chain(OTHERS)
+}
 
 /// FNV-1a: the keys are a fixed set of short field names, so a cheap hash
 /// beats SipHash's DoS resistance here.
@@ -85,10 +78,9 @@ static TOP: PyOnceLock<HashMap<&'static str, Field, FnvBuild>> = PyOnceLock::new
 /// The interned name and pre-encoded key of a top-level body field.
 fn top(py: Python<'_>, name: &str) -> &'static Field {
     let map = TOP.get_or_init(py, || {
-        TASK_FIELDS
-            .iter()
-            .chain(["sections", "prompt_studio", "_prompt_studio"].iter())
-            .map(|n| (*n, Field::new(py, n)))
+        task_fields()
+            .chain(["sections", "prompt_studio", "_prompt_studio"])
+            .map(|n| (n, Field::new(py, n)))
             .collect()
     });
     match map.get(name) {
@@ -153,7 +145,7 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
                     .and_then(|k| {
                         value::str_utf8(k.as_any())
                             .ok()
-                            .map(|k| TASK_FIELDS.contains(&k) || k == "prompt_studio")
+                            .map(|k| task_fields().any(|f| f == k) || k == "prompt_studio")
                     })
                     .unwrap_or(false);
                 if !known {
@@ -221,10 +213,7 @@ fn write_body<'py>(
     w.buf.push(b'{');
     let mut count = 0;
     // 1. always present, as they are.
-    for (key, v) in ["name", "description", "current_datetime", "duration"]
-        .iter()
-        .zip(head.iter())
-    {
+    for (key, v) in HEAD.iter().zip(head.iter()) {
         w.raw_key(count, &top(w.py, key).json_key);
         match v {
             Some(v) => w.write_value(v).map_err(|e| e.at_key(key))?,
