@@ -223,16 +223,6 @@ def test_console_script_is_installed() -> None:
 # -- the anchor SDK (infinium-o2 1.2.0, separate venv) against `infinium serve` ----------
 
 
-def anchor_python() -> str:
-    exe = os.environ.get("INFINIUM_ANCHOR_PYTHON", "/root/anchor-venv/bin/python")
-    if not os.path.exists(exe):
-        pytest.skip(
-            f"anchor SDK venv not found at {exe} (set INFINIUM_ANCHOR_PYTHON to a python "
-            "with infinium-o2==1.2.0 installed)"
-        )
-    return exe
-
-
 ANCHOR_SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -267,8 +257,11 @@ ANCHOR_SCRIPT = textwrap.dedent(
 )
 
 
-def test_anchor_sdk_posts_to_infinium_serve(serve_factory: Any, tmp_path: Path) -> None:
-    exe = anchor_python()
+def test_anchor_sdk_posts_to_infinium_serve(
+    serve_factory: Any, tmp_path: Path, anchor_python: str
+) -> None:
+    # `anchor_python` (conftest): infinium-o2 1.2.0 in its own cached venv.
+    exe = anchor_python
     pid = str(uuid.uuid4())
     cfg = {
         "agents": {DEV_AGENT_ID: DEV_AGENT_SECRET},
