@@ -86,7 +86,19 @@ fn prepare(py: Python<'_>, tasks: &Py<PyList>, start: usize, end: usize) -> Vec<
         .collect()
 }
 
-pub async fn run(
+pub fn run(
+    transport: Arc<Transport>,
+    tasks: &Bound<'_, PyList>,
+    path: String,
+    max_concurrent: usize,
+    fail_fast: bool,
+) -> impl std::future::Future<Output = Result<BatchOutcome, Error>> + Send + 'static {
+    let total = tasks.len();
+    let tasks = tasks.clone().unbind();
+    run_owned(transport, tasks, total, path, max_concurrent, fail_fast)
+}
+
+async fn run_owned(
     transport: Arc<Transport>,
     tasks: Py<PyList>,
     total: usize,

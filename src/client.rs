@@ -73,6 +73,23 @@ impl CoreClient {
     }
 }
 
+impl CoreClient {
+    /// The request (built and, for a trace object, serialised now, in the
+    /// caller) as a future that sends it with the client's retries.
+    fn request_future(
+        &self,
+        method: &str,
+        path: String,
+        body: Option<&Bound<'_, PyAny>>,
+        prompt: Option<(String, String)>,
+        idempotency_key: Option<String>,
+    ) -> PyResult<impl std::future::Future<Output = Result<Response, Error>> + Send + 'static> {
+        let req = crate::guard(|| self.build(method, path, body, prompt, idempotency_key))?;
+        let t = self.transport.clone();
+        Ok(async move { t.execute(&req).await })
+    }
+}
+
 #[pymethods]
 impl CoreClient {
     #[new]
@@ -128,10 +145,8 @@ impl CoreClient {
         prompt: Option<(String, String)>,
         idempotency_key: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        let req = crate::guard(|| self.build(method, path, body, prompt, idempotency_key))?;
-        let t = self.transport.clone();
-        let resp = bridge::wait(py, async move { t.execute(&req).await })?;
-        response_to_py(py, resp)
+        let fut = self.request_future(method, path, body, prompt, idempotency_key)?;
+        response_to_py(py, bridge::wait(py, fut)?)
     }
 
     /// The same as `request`, as an awaitable on the running asyncio loop.
@@ -145,9 +160,8 @@ impl CoreClient {
         prompt: Option<(String, String)>,
         idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let req = crate::guard(|| self.build(method, path, body, prompt, idempotency_key))?;
-        let t = self.transport.clone();
-        bridge::awaitable(py, async move { t.execute(&req).await }, response_to_py)
+        let fut = self.request_future(method, path, body, prompt, idempotency_key)?;
+        bridge::awaitable(py, fut, response_to_py)
     }
 
     /// Send every task of `tasks` (a list) to `path`, at most
@@ -161,15 +175,7 @@ impl CoreClient {
         max_concurrent: usize,
         fail_fast: bool,
     ) -> PyResult<Py<PyAny>> {
-        let total = tasks.len();
-        let fut = batch::run(
-            self.transport.clone(),
-            tasks.unbind(),
-            total,
-            path,
-            max_concurrent,
-            fail_fast,
-        );
+        let fut = batch::run(self.transport.clone(), &tasks, path, max_concurrent, fail_fast);
         let out = bridge::wait(py, fut)?;
         batch::outcome_to_py(py, out)
     }
@@ -184,15 +190,7 @@ impl CoreClient {
         max_concurrent: usize,
         fail_fast: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let total = tasks.len();
-        let fut = batch::run(
-            self.transport.clone(),
-            tasks.unbind(),
-            total,
-            path,
-            max_concurrent,
-            fail_fast,
-        );
+        let fut = batch::run(self.transport.clone(), &tasks, path, max_concurrent, fail_fast);
         bridge::awaitable(py, fut, batch::outcome_to_py)
     }
 }
