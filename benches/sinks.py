@@ -99,8 +99,34 @@ class Sink:
         self.stop()
 
 
-class NginxSink(Sink):
+class _ProcessSink(Sink):
+    """A sink run as a child process in a temp dir; records request starts."""
+
+    proc: Optional[subprocess.Popen] = None
+    dir = ""
+    #: How the child is asked to stop before it is killed.
+    stop_signal = signal.SIGTERM
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = ""
+
+    def can_record(self) -> bool:
+        return True
+
+
+class NginxSink(_ProcessSink):
     name = "nginx"
+    stop_signal = signal.SIGQUIT  # graceful shutdown
 
     CONF = """
 worker_processes {workers};
@@ -169,22 +195,6 @@ http {{
             raise RuntimeError(f"nginx did not start: {e}: {err.strip()}") from None
         self.base_url = f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = ""
-
-    def can_record(self) -> bool:
-        return True
-
     def arrivals(self, prefix: str) -> List[float]:
         # $msec is when the response was logged; start = $msec - $request_time.
         out: List[float] = []
@@ -201,7 +211,7 @@ http {{
         return out
 
 
-class PythonSink(Sink):
+class PythonSink(_ProcessSink):
     """Fallback: the asyncio server in this file, in its own process."""
 
     name = "python"
@@ -222,22 +232,6 @@ class PythonSink(Sink):
         )
         wait_port(self.port, proc=self.proc)
         self.base_url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = ""
-
-    def can_record(self) -> bool:
-        return True
 
     def arrivals(self, prefix: str) -> List[float]:
         return _parse_log(self.log, prefix)
