@@ -4,7 +4,8 @@
 //! (reqwest client, retries, status mapping), `limiter` (GCRA), `bridge`
 //! (sync waits and asyncio futures), `client` (the pyclass the Python clients
 //! drive), `runtime` (the one tokio runtime), `error` (the one error type and
-//! its Python mapping).
+//! its Python mapping), `clock` (wire timestamps), `export` (background
+//! export), `server` (the local API).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 pub mod batch;
 pub mod bridge;
 pub mod client;
+pub mod clock;
 pub mod error;
 // background export (issue 6)
 pub mod export;
@@ -46,6 +48,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(payload::dumps, m)?)?;
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(clock::iso_now, m)?)?;
     m.add_class::<client::CoreClient>()?;
     server::register(m)?;
     // background export (issue 6)

@@ -89,6 +89,23 @@ def test_builder_fluent_numbering_and_build() -> None:
     assert b'"steps":[{"step_number":1' in body
 
 
+def test_timestamps_are_now_in_utc_with_microseconds() -> None:
+    # Stamped in Rust; must read like datetime.now(timezone.utc) with a Z, also
+    # for the public helper, and fall between two readings of the system clock.
+    from datetime import datetime, timezone
+
+    for _ in range(200):
+        before = datetime.now(timezone.utc)
+        stamps = [
+            infinium.get_current_iso_datetime(),
+            TraceBuilder("n", "d").build().current_datetime,
+        ]
+        after = datetime.now(timezone.utc)
+        for stamp in stamps:
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+            assert before <= datetime.fromisoformat(stamp[:-1] + "+00:00") <= after
+
+
 def test_set_environment_keeps_sdk_version_and_default_python() -> None:
     td = TraceBuilder("n", "d").set_environment(framework="custom", region="eu").build()
     assert td.environment is not None

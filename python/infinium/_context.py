@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextvars
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+from . import _core
 from .types import PromptContent
 
 __all__ = [
@@ -32,13 +32,10 @@ __all__ = [
 ]
 
 
-_UTC = timezone.utc
-_now = datetime.now
-
-
-def iso_now() -> str:
-    """Current UTC time as ISO 8601 with microseconds and a ``Z`` suffix."""
-    return _now(_UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+#: Current UTC time as ISO 8601 with microseconds and a ``Z`` suffix, e.g.
+#: ``2026-11-22T07:10:52.419928Z`` (what ``datetime.now(timezone.utc)`` gives,
+#: stamped in Rust: every decorated call makes one).
+iso_now: Callable[[], str] = _core.iso_now
 
 
 @dataclass

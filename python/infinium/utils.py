@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import fields, is_dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Dict, Optional, Union
 
+from . import _core
 from .exceptions import ValidationError
 
 __all__ = [
@@ -132,8 +133,9 @@ def validate_required_field(value: Any, field_name: str) -> None:
 
 
 def get_current_iso_datetime() -> str:
-    """Now, UTC, ISO 8601 with microseconds and a ``Z``: ``2026-11-22T04:06:00.123456Z``."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    """Now, UTC, ISO 8601 with microseconds and a ``Z``: ``2026-11-22T04:06:00.123456Z``
+    (always six digits, also on a whole second)."""
+    return _core.iso_now()
 
 
 def truncate_string(text: str, max_length: int = 1000, suffix: str = "...") -> str:
