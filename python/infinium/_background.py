@@ -86,10 +86,10 @@ def start(
     return exporter
 
 
-def enqueue(exporter: _core.Exporter, body: bytes) -> ApiResponse:
-    """Queue serialised trace bytes: the ``queued`` answer."""
-    key = exporter.enqueue(body)
-    warnings = exporter.take_warnings()
+def submit(exporter: _core.Exporter, task: Any) -> ApiResponse:
+    """Validate, serialise and queue ``task`` (one call into Rust): the
+    ``queued`` answer."""
+    key, warnings = exporter.submit(task)
     if warnings:
         _log(warnings)
     return ApiResponse(

@@ -264,9 +264,11 @@ class _Ops:
         exporter = self._exporter
         if exporter is None or self._engine is None:
             if self._export_error is not None:
-                raise self._export_error
+                # Drop the previous raise's frames: re-raising one stored
+                # exception would otherwise grow its traceback on every call.
+                raise self._export_error.with_traceback(None)
             raise InfiniumError("This client is closed")
-        return _background.enqueue(exporter, _core.dumps(task_data))
+        return _background.submit(exporter, task_data)
 
     def stats(self) -> Dict[str, int]:
         """Background export counters: queued, in_flight, sent, failed, retried,

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyDict;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -486,6 +486,13 @@ impl Exporter {
     }
 }
 
+fn take_warnings(inner: &Inner) -> Option<Vec<String>> {
+    if !inner.has_warnings.swap(false, Ordering::AcqRel) {
+        return None;
+    }
+    Some(std::mem::take(&mut *inner.warnings.lock()))
+}
+
 fn stats_dict<'py>(py: Python<'py>, inner: &Inner) -> PyResult<Bound<'py, PyDict>> {
     let (queued, in_flight) = {
         let st = inner.state.lock();
@@ -548,21 +555,23 @@ impl Exporter {
         Ok(ex)
     }
 
-    /// Queue serialised trace bytes; returns the trace's idempotency key.
-    fn enqueue(&self, body: &Bound<'_, PyBytes>) -> PyResult<String> {
-        let body = Bytes::copy_from_slice(body.as_bytes());
-        crate::guard(|| self.inner()?.enqueue(body))
+    /// Validate and serialise `task` (raising as `dumps` does), queue the
+    /// bytes; returns `(idempotency_key, warnings or None)`. The one call a
+    /// background `send_task_data` makes.
+    fn submit(&self, task: &Bound<'_, PyAny>) -> PyResult<(String, Option<Vec<String>>)> {
+        crate::guard(|| {
+            let body = Bytes::from(crate::payload::serialize(task)?);
+            let inner = self.inner()?;
+            let key = inner.enqueue(body)?;
+            Ok((key, take_warnings(&inner)))
+        })
     }
 
     /// Warnings gathered in the background since the last call (None if
     /// there are none), for the Python side to log.
     fn take_warnings(&self) -> PyResult<Option<Vec<String>>> {
         let inner = crate::guard(|| self.inner())?;
-        if !inner.has_warnings.swap(false, Ordering::AcqRel) {
-            return Ok(None);
-        }
-        let taken = std::mem::take(&mut *inner.warnings.lock());
-        Ok(Some(taken))
+        Ok(take_warnings(&inner))
     }
 
     /// Block (GIL released) until everything queued so far is delivered or
