@@ -75,6 +75,13 @@ pub struct Transport {
     /// left held in a forked child). A replaced client is deliberately leaked:
     /// that happens once per fork, and its pool belongs to the parent's runtime.
     client: AtomicPtr<(u64, reqwest::Client)>,
+    /// The headers of every agent request but the idempotency key, built
+    /// once (None when a credential cannot be a header value: then each
+    /// request builds them and reports that as its error).
+    agent_headers: Option<HeaderMap>,
+    /// The last request URL, parsed (a client sends to one trace path over
+    /// and over; parsing it showed up in profiles of the exporter).
+    last_url: parking_lot::Mutex<Option<(String, reqwest::Url)>>,
 }
 
 impl Drop for Transport {
@@ -114,11 +121,14 @@ impl Transport {
             }
             None => None,
         };
-        let t = Transport {
+        let mut t = Transport {
             cfg,
             limiter,
             client: AtomicPtr::new(std::ptr::null_mut()),
+            agent_headers: None,
+            last_url: parking_lot::Mutex::new(None),
         };
+        t.agent_headers = t.base_headers(&Auth::Agent).ok();
         t.http()?; // fail early on a bad configuration
         Ok(Arc::new(t))
     }
@@ -163,39 +173,43 @@ impl Transport {
     }
 
     fn headers(&self, auth: &Auth, idempotency_key: Option<&str>) -> Result<HeaderMap, Error> {
-        fn val(s: &str, what: &str) -> Result<HeaderValue, Error> {
-            HeaderValue::from_str(s).map_err(|_| {
-                Error::validation(
-                    format!("{what} contains characters not allowed in an HTTP header"),
-                    Some(what),
-                )
-            })
+        let mut h = match (auth, &self.agent_headers) {
+            (Auth::Agent, Some(base)) => base.clone(),
+            _ => self.base_headers(auth)?,
+        };
+        if let Some(k) = idempotency_key {
+            h.insert(
+                HeaderName::from_static("idempotency-key"),
+                header_value(k, "idempotency_key")?,
+            );
         }
+        Ok(h)
+    }
+
+    /// The headers of a request with `auth`, without the idempotency key.
+    fn base_headers(&self, auth: &Auth) -> Result<HeaderMap, Error> {
         let mut h = HeaderMap::with_capacity(6);
-        h.insert(USER_AGENT, val(&self.cfg.user_agent, "user_agent")?);
+        h.insert(USER_AGENT, header_value(&self.cfg.user_agent, "user_agent")?);
         match auth {
             Auth::Agent => {
                 h.insert(
                     HeaderName::from_static("x-agent-id"),
-                    val(&self.cfg.agent_id, "agent_id")?,
+                    header_value(&self.cfg.agent_id, "agent_id")?,
                 );
-                let mut key = val(&self.cfg.agent_secret, "agent_secret")?;
+                let mut key = header_value(&self.cfg.agent_secret, "agent_secret")?;
                 key.set_sensitive(true);
                 h.insert(HeaderName::from_static("x-agent-key"), key);
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             Auth::Prompt { id, key } => {
-                h.insert(HeaderName::from_static("x-prompt-id"), val(id, "prompt_id")?);
-                let mut k = val(key, "prompt_key")?;
+                h.insert(
+                    HeaderName::from_static("x-prompt-id"),
+                    header_value(id, "prompt_id")?,
+                );
+                let mut k = header_value(key, "prompt_key")?;
                 k.set_sensitive(true);
                 h.insert(HeaderName::from_static("x-prompt-key"), k);
             }
-        }
-        if let Some(k) = idempotency_key {
-            h.insert(
-                HeaderName::from_static("idempotency-key"),
-                val(k, "idempotency_key")?,
-            );
         }
         Ok(h)
     }
@@ -243,11 +257,23 @@ impl Transport {
 
     /// A single attempt: send, read, map the status.
     pub async fn attempt(&self, req: &Request) -> Result<Response, Error> {
+        self.attempt_with(req, true).await
+    }
+
+    /// `attempt` for a caller that only needs to know it succeeded (the
+    /// background exporter): a 2xx body is read but not parsed.
+    pub async fn attempt_status(&self, req: &Request) -> Result<Response, Error> {
+        self.attempt_with(req, false).await
+    }
+
+    async fn attempt_with(&self, req: &Request, parse_ok_body: bool) -> Result<Response, Error> {
         let http = self.http()?;
-        let url = format!("{}{}", self.cfg.base_url, req.path);
-        let mut builder = http
-            .request(req.method.clone(), &url)
-            .headers(self.headers(&req.auth, req.idempotency_key.as_deref())?);
+        let builder = match self.url(&req.path) {
+            Ok(url) => http.request(req.method.clone(), url),
+            // Not a URL: let reqwest report it as it would any bad URL.
+            Err(text) => http.request(req.method.clone(), text),
+        };
+        let mut builder = builder.headers(self.headers(&req.auth, req.idempotency_key.as_deref())?);
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
@@ -259,12 +285,31 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let bytes = resp.bytes().await.map_err(|e| self.map_reqwest(e))?;
+        let ok = (200..300).contains(&status);
         map_status(
             status,
-            parse_body(&bytes),
+            if ok && !parse_ok_body {
+                None
+            } else {
+                parse_body(&bytes)
+            },
             retry_after_header.as_deref(),
             &req.auth,
         )
+    }
+
+    /// `base_url + path` parsed, from the one-entry cache when it is the
+    /// last path again; the text itself when it does not parse.
+    fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        if let Some((p, u)) = self.last_url.lock().as_ref() {
+            if p == path {
+                return Ok(u.clone());
+            }
+        }
+        let text = format!("{}{}", self.cfg.base_url, path);
+        let url = reqwest::Url::parse(&text).map_err(|_| text)?;
+        *self.last_url.lock() = Some((path.to_owned(), url.clone()));
+        Ok(url)
     }
 
     fn map_reqwest(&self, e: reqwest::Error) -> Error {
@@ -285,6 +330,15 @@ impl Transport {
             message: format!("Network error: {}", redact(&text, &self.cfg.agent_secret)),
         }
     }
+}
+
+fn header_value(s: &str, what: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(s).map_err(|_| {
+        Error::validation(
+            format!("{what} contains characters not allowed in an HTTP header"),
+            Some(what),
+        )
+    })
 }
 
 /// A fresh `Idempotency-Key`: a random (v4) UUID. Drawn from a userspace

@@ -104,7 +104,7 @@ async fn send(inner: Arc<Inner>, item: Item) {
         if let Some(l) = &t.limiter {
             l.acquire().await;
         }
-        match t.attempt(&req).await {
+        match t.attempt_status(&req).await {
             Ok(_) => {
                 inner.consecutive_failures.store(0, Ordering::Relaxed);
                 break Done::Sent;
