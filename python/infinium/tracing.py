@@ -664,43 +664,80 @@ class TraceBuilder:
         if _trace_ctx is not None and not self._incorporated:
             self._incorporated = True
             self._incorporate_captured_calls(_trace_ctx)
-        duration = round((time.perf_counter_ns() - self._start_ns) / 1_000_000_000, 3)
-        env = self._environment
-        if env is None:
-            env = EnvironmentContext(python_version=_PYTHON_VERSION, sdk_version=_get_sdk_version())
         with self._lock:
             steps = [s._build() for s in self._steps] if self._steps else None
             errors = list(self._errors) if self._errors else None
-        task_data = TaskData(
-            name=self._name,
-            description=self._description,
-            current_datetime=iso_now(),
-            duration=duration,
-            input_summary=self._input_summary,
-            output_summary=self._output_summary,
+        task_data = _assemble(
+            self._name,
+            self._description,
+            self._start_ns,
+            self._input_summary,
+            self._output_summary,
+            steps,
+            errors,
             expected_outcome=self._expected_outcome,
-            environment=env,
+            environment=self._environment,
             llm_usage=self._llm_usage,
-            steps=steps,
-            errors=errors,
-            **self._sections,
+            sections=self._sections,
         )
         if _trace_ctx is not None and _trace_ctx.prompts:
-            # Emitted by the serialiser after ``environment``.
-            task_data._prompt_studio = {  # type: ignore[attr-defined]
-                "prompts_used": [
-                    {
-                        "prompt_id": pf.prompt_id,
-                        "prompt_name": pf.prompt_name,
-                        "version": pf.version,
-                        "source": pf.source,
-                        "variables_used": pf.variables_used,
-                        "fetched_at": pf.fetched_at,
-                    }
-                    for pf in list(_trace_ctx.prompts)
-                ]
-            }
+            _attach_prompts(task_data, _trace_ctx)
         return task_data
+
+
+def _assemble(
+    name: str,
+    description: str,
+    start_ns: int,
+    input_summary: Optional[str],
+    output_summary: Optional[str],
+    steps: Optional[List[ExecutionStep]],
+    errors: Optional[List[ErrorDetail]],
+    *,
+    expected_outcome: Optional[ExpectedOutcome] = None,
+    environment: Optional[EnvironmentContext] = None,
+    llm_usage: Optional[LlmUsage] = None,
+    sections: Optional[Dict[str, Any]] = None,
+) -> TaskData:
+    """The :class:`TaskData` of a trace that started at ``start_ns``: duration is
+    the wall time since (3 decimals), ``current_datetime`` now, ``environment``
+    the default one when not given."""
+    if environment is None:
+        environment = EnvironmentContext(
+            python_version=_PYTHON_VERSION, sdk_version=_get_sdk_version()
+        )
+    return TaskData(
+        name=name,
+        description=description,
+        current_datetime=iso_now(),
+        duration=round((_perf_ns() - start_ns) / 1_000_000_000, 3),
+        input_summary=input_summary,
+        output_summary=output_summary,
+        expected_outcome=expected_outcome,
+        environment=environment,
+        llm_usage=llm_usage,
+        steps=steps,
+        errors=errors,
+        **(sections or {}),
+    )
+
+
+def _attach_prompts(task_data: TaskData, ctx: TraceContext) -> None:
+    """The ``prompt_studio`` section of the prompts fetched during the trace
+    (emitted by the serialiser after ``environment``)."""
+    task_data._prompt_studio = {  # type: ignore[attr-defined]
+        "prompts_used": [
+            {
+                "prompt_id": pf.prompt_id,
+                "prompt_name": pf.prompt_name,
+                "version": pf.version,
+                "source": pf.source,
+                "variables_used": pf.variables_used,
+                "fetched_at": pf.fetched_at,
+            }
+            for pf in list(ctx.prompts)
+        ]
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -796,6 +833,7 @@ def _func_name(func: Callable[..., Any]) -> str:
 
 
 _set_trace_ctx = _current_trace_ctx.set
+_perf_ns = time.perf_counter_ns
 _reset_trace_ctx = _current_trace_ctx.reset
 
 
@@ -803,50 +841,79 @@ class _DecoratedCall:
     """One call of a decorated function: its trace, ``execution`` step and context.
 
     Holds all the bookkeeping of the sync and async wrappers, which differ only in
-    calling or awaiting the function and in how the built trace is sent. As a
-    context manager it times the step around the call and records an exception as
-    the step's error and, for an ``Exception``, as a trace error.
+    calling or awaiting the function and in how the built trace is sent. The step
+    is timed from the end of ``__init__`` to ``returned``/``failed``; an exception
+    is recorded as the step's error and, for an ``Exception``, as a trace error.
+
+    This runs on every decorated call, so it keeps the trace in a few slots and
+    builds the :class:`TaskData` directly; only a call that captured LLM calls
+    goes through a :class:`TraceBuilder` (which turns them into steps).
     """
 
-    __slots__ = ("_ctx", "_result", "_step", "_token", "_trace")
+    __slots__ = (
+        "_ctx",
+        "_errors",
+        "_input_summary",
+        "_result_repr",
+        "_start_ns",
+        "_step",
+        "_token",
+    )
 
-    def __init__(
-        self, name: str, desc: str, step_desc: str, args: Any, kwargs: Dict[str, Any]
-    ) -> None:
-        trace = self._trace = TraceBuilder(name, desc)
-        trace._input_summary = _args_summary(args, kwargs)
+    def __init__(self, args: Any, kwargs: Dict[str, Any], step_desc: str) -> None:
+        self._start_ns = _perf_ns()
+        self._input_summary = _args_summary(args, kwargs)
+        self._result_repr: Optional[str] = None
+        self._errors: Optional[List[ErrorDetail]] = None
         ctx = self._ctx = TraceContext()
         self._token = _set_trace_ctx(ctx)
-        self._step = trace.step("execution", step_desc)
-        self._result: Any = None
-
-    def __enter__(self) -> _DecoratedCall:
-        self._step.__enter__()
-        return self
-
-    def __exit__(
-        self, exc_type: Any, exc_val: Optional[BaseException], exc_tb: Any
-    ) -> Literal[False]:
-        self._step.__exit__(exc_type, exc_val, exc_tb)
-        if isinstance(exc_val, Exception):
-            self._trace.add_error(_error_detail(exc_val))
-        return False
+        step = self._step = StepContext(1, "execution", step_desc)
+        step._start_ns = _perf_ns()
 
     def returned(self, result: T) -> T:
-        """The function returned ``result`` (inside the step: its output preview)."""
-        self._step._output_preview = _capped_repr(result, _STEP_OUTPUT_PREVIEW_MAX)
-        self._result = result
+        """The function returned ``result``: its output preview (inside the step,
+        as the anchor), then the step's end."""
+        step = self._step
+        # One bounded repr serves the 8000-char summary and the 1500-char preview
+        # (truncating the former to 1500 gives exactly the latter).
+        text = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
+        step._output_preview = _truncate(text, _STEP_OUTPUT_PREVIEW_MAX)
+        if result is not None:
+            self._result_repr = text
+        step._duration_ms = (_perf_ns() - step._start_ns) // 1_000_000
         return result
 
-    def finish(self, name: str) -> TaskData:
-        """Leave the trace context and build the trace (output summary, exporters)."""
+    def failed(self, exc: BaseException) -> None:
+        """The function raised ``exc`` (which propagates)."""
+        self._step.__exit__(type(exc), exc, exc.__traceback__)
+        if isinstance(exc, Exception):
+            self._errors = [_error_detail(exc)]
+
+    def finish(self, name: str, description: str) -> TaskData:
+        """Leave the trace context and build the trace (exporters run on it)."""
         _reset_trace_ctx(self._token)
-        trace = self._trace
-        result = self._result
-        if result is not None:
-            trace._output_summary = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
         ctx = self._ctx
-        task_data = trace.build(ctx)
+        if ctx.calls:
+            trace = TraceBuilder(name, description)
+            trace._start_ns = self._start_ns
+            trace._input_summary = self._input_summary
+            trace._output_summary = self._result_repr
+            trace._steps.append(self._step)
+            if self._errors:
+                trace._errors.extend(self._errors)
+            task_data = trace.build(ctx)
+        else:
+            task_data = _assemble(
+                name,
+                description,
+                self._start_ns,
+                self._input_summary,
+                self._result_repr,
+                [self._step._build()],
+                self._errors,
+            )
+            if ctx.prompts:
+                _attach_prompts(task_data, ctx)
         if _exporters:
             _run_exporters(name, task_data, ctx)
         return task_data
@@ -862,13 +929,14 @@ def _wrap_sync(
 ) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = _DecoratedCall(name, desc, step_desc, args, kwargs)
+        call = _DecoratedCall(args, kwargs, step_desc)
         try:
-            with call:
-                result = func(*args, **kwargs)
-                return call.returned(result)
+            return call.returned(func(*args, **kwargs))
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
-            task_data = call.finish(name)
+            task_data = call.finish(name, desc)
             if send:
                 _send_from_sync(client, task_data, name)
             else:
@@ -888,13 +956,14 @@ def _wrap_async(
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        call = _DecoratedCall(name, desc, step_desc, args, kwargs)
+        call = _DecoratedCall(args, kwargs, step_desc)
         try:
-            with call:
-                result = await func(*args, **kwargs)
-                return call.returned(result)
+            return call.returned(await func(*args, **kwargs))
+        except BaseException as exc:
+            call.failed(exc)
+            raise
         finally:
-            task_data = call.finish(name)
+            task_data = call.finish(name, desc)
             if send:
                 await _send_from_async(client, task_data, name)
             else:
