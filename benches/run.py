@@ -1028,7 +1028,9 @@ How it measures:
 - **Sends.** `enable_rate_limiting=False` for both SDKs (except in the limiter
   rows); sequential = `send_task_data` in a loop on one client (one connection;
   limit: `wrk -c1`); batch = one `send_tasks_batch` of 2,000 traces at
-  `max_concurrent=32` (limit: `wrk -c32`). Peak RSS is that sync batch process's.
+  `max_concurrent=32`, timed after a warm-up batch of 64 on the same client
+  (connections open, as in a long-running process; both SDKs alike; limit:
+  `wrk -c32`). Peak RSS is that sync batch process's.
 - **Limiter.** One client at `requests_per_second=50`, `burst=20` (the anchor's
   burst is fixed at 20): 16 threads × 40 sends, and 200 asyncio tasks × 4 sends.
   The sink logs every request's start time; the table shows the most starts in
