@@ -29,12 +29,43 @@ pub fn iso_utc_micros(micros: i64) -> String {
     let frac = micros.rem_euclid(1_000_000);
     let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    if !(0..=9999).contains(&year) {
+        // Outside what four digits hold (a clock gone very wrong): let
+        // the formatter say so rather than write a wrong date.
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        );
+    }
+    // Written digit by digit: `format!` cost more than the rest of a stamp.
+    let mut out = [0u8; 27];
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u64);
+    put(5, 2, u64::from(month));
+    put(8, 2, u64::from(day));
+    put(11, 2, (sod / 3600) as u64);
+    put(14, 2, (sod % 3600 / 60) as u64);
+    put(17, 2, (sod % 60) as u64);
+    put(20, 6, frac as u64);
+    for (at, b) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        out[at] = b;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Now, as the wire timestamp. A clock set before 1970 counts backwards.

@@ -89,6 +89,58 @@ def test_builder_fluent_numbering_and_build() -> None:
     assert b'"steps":[{"step_number":1' in body
 
 
+def test_dataclass_field_orders_the_hot_path_relies_on() -> None:
+    # tracing.py builds TaskData, ExecutionStep and EnvironmentContext with
+    # positional arguments (half the cost of keywords): their field order is
+    # part of the contract (it is also the anchor's, and dataclasses.asdict's).
+    from dataclasses import fields
+
+    from infinium.types import EnvironmentContext, ExecutionStep, TaskData
+
+    assert [f.name for f in fields(TaskData)] == [
+        "name",
+        "description",
+        "current_datetime",
+        "duration",
+        "time_tracking",
+        "customer",
+        "support",
+        "sales",
+        "marketing",
+        "content",
+        "research",
+        "project",
+        "development",
+        "executive",
+        "general",
+        "llm_usage",
+        "input_summary",
+        "output_summary",
+        "steps",
+        "expected_outcome",
+        "environment",
+        "errors",
+    ]
+    assert [f.name for f in fields(ExecutionStep)] == [
+        "step_number",
+        "action",
+        "description",
+        "duration_ms",
+        "input_preview",
+        "output_preview",
+        "error",
+        "tool_call",
+        "llm_call",
+        "metadata",
+    ]
+    assert [f.name for f in fields(EnvironmentContext)][:4] == [
+        "framework",
+        "framework_version",
+        "python_version",
+        "sdk_version",
+    ]
+
+
 def test_timestamps_are_now_in_utc_with_microseconds() -> None:
     # Stamped in Rust; must read like datetime.now(timezone.utc) with a Z, also
     # for the public helper, and fall between two readings of the system clock.
