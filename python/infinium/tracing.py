@@ -294,9 +294,9 @@ def _args_summary(args: Any, kwargs: Dict[str, Any]) -> str:
                 if budget < 0:
                     break
             else:
-                text = repr({"args": args, "kwargs": kwargs})
-                if type(text) is str:
-                    return _truncate(text, cap)
+                # What repr({"args": args, "kwargs": kwargs}) gives, without the dict.
+                text = "{'args': " + repr(args) + ", 'kwargs': " + repr(kwargs) + "}"
+                return _truncate(text, cap)
     except Exception:
         pass
     return _walk_repr({"args": args, "kwargs": kwargs}, cap)
@@ -874,40 +874,47 @@ class _DecoratedCall:
 
     __slots__ = (
         "_ctx",
+        "_duration_ms",
         "_errors",
         "_input_summary",
+        "_output_preview",
         "_result_repr",
         "_start_ns",
-        "_step",
+        "_step_desc",
+        "_step_error",
+        "_step_start_ns",
         "_token",
     )
 
     def __init__(self, args: Any, kwargs: Dict[str, Any], step_desc: str) -> None:
         self._start_ns = _perf_ns()
         self._input_summary = _args_summary(args, kwargs)
+        self._step_desc = step_desc
+        self._duration_ms: Optional[int] = None
+        self._output_preview: Optional[str] = None
         self._result_repr: Optional[str] = None
+        self._step_error: Optional[ErrorDetail] = None
         self._errors: Optional[List[ErrorDetail]] = None
         ctx = self._ctx = TraceContext()
         self._token = _set_trace_ctx(ctx)
-        step = self._step = StepContext(1, "execution", step_desc)
-        step._start_ns = _perf_ns()
+        self._step_start_ns = _perf_ns()
 
     def returned(self, result: T) -> T:
         """The function returned ``result``: its output preview (inside the step,
         as the anchor), then the step's end."""
-        step = self._step
         # One bounded repr serves the 8000-char summary and the 1500-char preview
         # (truncating the former to 1500 gives exactly the latter).
         text = _capped_repr(result, _DECORATOR_OUTPUT_SUMMARY_MAX)
-        step._output_preview = _truncate(text, _STEP_OUTPUT_PREVIEW_MAX)
+        self._output_preview = _truncate(text, _STEP_OUTPUT_PREVIEW_MAX)
         if result is not None:
             self._result_repr = text
-        step._duration_ms = (_perf_ns() - step._start_ns) // 1_000_000
+        self._duration_ms = (_perf_ns() - self._step_start_ns) // 1_000_000
         return result
 
     def failed(self, exc: BaseException) -> None:
         """The function raised ``exc`` (which propagates)."""
-        self._step.__exit__(type(exc), exc, exc.__traceback__)
+        self._duration_ms = (_perf_ns() - self._step_start_ns) // 1_000_000
+        self._step_error = _error_detail(exc)
         if isinstance(exc, Exception):
             self._errors = [_error_detail(exc)]
 
@@ -916,22 +923,38 @@ class _DecoratedCall:
         _reset_trace_ctx(self._token)
         ctx = self._ctx
         if ctx.calls:
+            # Captured LLM calls become steps 2, 3, ... and the usage summary.
+            step = StepContext(1, "execution", self._step_desc)
+            step._duration_ms = self._duration_ms
+            step._output_preview = self._output_preview
+            step._error = self._step_error
             trace = TraceBuilder(name, description)
             trace._start_ns = self._start_ns
             trace._input_summary = self._input_summary
             trace._output_summary = self._result_repr
-            trace._steps.append(self._step)
+            trace._steps.append(step)
             if self._errors:
                 trace._errors.extend(self._errors)
             task_data = trace.build(ctx)
         else:
+            steps = [
+                ExecutionStep(
+                    1,
+                    "execution",
+                    self._step_desc,
+                    self._duration_ms,
+                    None,
+                    self._output_preview,
+                    self._step_error,
+                )
+            ]
             task_data = _assemble(
                 name,
                 description,
                 self._start_ns,
                 self._input_summary,
                 self._result_repr,
-                [self._step._build()],
+                steps,
                 self._errors,
             )
             if ctx.prompts:
