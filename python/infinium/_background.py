@@ -1,7 +1,7 @@
 """Background export glue for ``InfiniumClient(background=True)`` (issue 6).
 
-The queue, workers and spool are in Rust (``_core.Exporter``); this module
-starts exporters, turns an enqueue into the ``queued`` ``ApiResponse``, logs
+The queue, workers and spool are in Rust (``_core.Exporter``; the clients'
+``_enqueue`` submits to it directly); this module starts exporters, logs
 what the Rust side reports (it never calls into Python from its threads) and
 makes sure every exporter is flushed when the process ends:
 
@@ -25,7 +25,6 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _core
-from .types import ApiResponse
 
 logger = logging.getLogger("infinium")
 
@@ -86,21 +85,8 @@ def start(
     return exporter
 
 
-def submit(exporter: _core.Exporter, task: Any) -> ApiResponse:
-    """Validate, serialise and queue ``task`` (one call into Rust): the
-    ``queued`` answer."""
-    key, warnings = exporter.submit(task)
-    if warnings:
-        _log(warnings)
-    return ApiResponse(
-        success=True,
-        status_code=None,
-        message="queued",
-        data={"queued": True, "idempotency_key": key},
-    )
-
-
-def _log(warnings: List[str]) -> None:
+def log(warnings: List[str]) -> None:
+    """Log what the Rust side gathered in the background."""
     for text in warnings:
         logger.warning("%s", text)
 
@@ -108,7 +94,7 @@ def _log(warnings: List[str]) -> None:
 def log_warnings(exporter: _core.Exporter) -> None:
     warnings = exporter.take_warnings()
     if warnings:
-        _log(warnings)
+        log(warnings)
 
 
 def stats(exporter: Optional[_core.Exporter]) -> Dict[str, int]:

@@ -268,7 +268,11 @@ class _Ops:
                 # exception would otherwise grow its traceback on every call.
                 raise self._export_error.with_traceback(None)
             raise InfiniumError("This client is closed")
-        return _background.submit(exporter, task_data)
+        # Inline (not a helper call): every background decorator send runs this.
+        key, warnings = exporter.submit(task_data)
+        if warnings:
+            _background.log(warnings)
+        return ApiResponse(True, None, "queued", {"queued": True, "idempotency_key": key})
 
     def stats(self) -> Dict[str, int]:
         """Background export counters: queued, in_flight, sent, failed, retried,

@@ -40,6 +40,7 @@ from ._context import (
     iso_now,
 )
 from .types import (
+    ApiResponse,
     EnvironmentContext,
     ErrorDetail,
     ExecutionStep,
@@ -813,7 +814,7 @@ def _send_from_sync(client: Any, task_data: TaskData, name: str) -> None:
     except Exception:
         _log_send_failure(name)
         return
-    if not _isawaitable(pending):
+    if isinstance(pending, ApiResponse) or not _isawaitable(pending):  # the common case first
         return
     # An async client used from a sync function: finish the send on the running
     # loop if there is one, otherwise on a private one.
