@@ -65,7 +65,8 @@ pub fn iso_utc_micros(micros: i64) -> String {
     ] {
         out[at] = b;
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    // ASCII by construction: the lossy conversion never replaces anything.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Now, as the wire timestamp. A clock set before 1970 counts backwards.
