@@ -614,7 +614,7 @@ impl<'py> Writer<'py> {
         if count > 0 {
             self.buf.push(b',');
         }
-        self.buf.extend_from_slice(json_key);
+        super::encode::append(&mut self.buf, json_key);
     }
 
     // ---- plain values (json.dumps semantics) ---------------------------
