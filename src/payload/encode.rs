@@ -190,30 +190,91 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
 
 #[inline(never)]
 fn write_str_long(buf: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     buf.reserve(bytes.len() + 2);
     buf.push(b'"');
     let mut start = 0;
     loop {
-        let i = next_escape(bytes, start);
-        append(buf, &bytes[start..i]);
+        let i = copy_clean(buf, bytes, start);
         let Some(&b) = bytes.get(i) else { break };
-        let esc = ESCAPE[b as usize];
-        if esc == b'u' {
-            buf.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]);
-        } else {
-            buf.extend_from_slice(&[b'\\', esc]);
-        }
+        write_escape(buf, b);
         start = i + 1;
     }
     buf.push(b'"');
+}
+
+/// `\\X` or `\\u00XX` for a byte that needs escaping.
+fn write_escape(buf: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let esc = ESCAPE[b as usize];
+    if esc == b'u' {
+        buf.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[(b >> 4) as usize],
+            HEX[(b & 0xf) as usize],
+        ]);
+    } else {
+        buf.extend_from_slice(&[b'\\', esc]);
+    }
+}
+
+/// Append `bytes[start..]` up to the first byte that needs escaping; returns
+/// its index (or `len`). On x86_64 the scan and the copy are one pass: each
+/// 16-byte block is stored as it is checked.
+#[inline]
+fn copy_clean(buf: &mut Vec<u8>, bytes: &[u8], start: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8, _mm_storeu_si128,
+        };
+        let n = bytes.len();
+        // Room for the rest of the text plus one block of slack: a block is
+        // stored whole even when only part of it is kept.
+        buf.reserve(n - start + 16);
+        let mut i = start;
+        // SAFETY: loads read 16 bytes inside `bytes` (i + 16 <= n); stores
+        // write 16 bytes at `out`, which stays within `len + (i - start) +
+        // 16 <= len + (n - start) + 16` bytes of the reserved capacity; only
+        // the bytes copied from clean text are marked initialised.
+        unsafe {
+            let base = buf.as_mut_ptr().add(buf.len());
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let ctl = _mm_set1_epi8(0x1f);
+            let mut hit = n;
+            while i + 16 <= n {
+                let x = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+                _mm_storeu_si128(base.add(i - start).cast::<__m128i>(), x);
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                    _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl),
+                );
+                let mask = _mm_movemask_epi8(hits);
+                if mask != 0 {
+                    hit = i + mask.trailing_zeros() as usize;
+                    break;
+                }
+                i += 16;
+            }
+            if hit == n && i < n {
+                // The last < 16 bytes.
+                hit = next_escape(bytes, i);
+                copy_short(bytes.as_ptr().add(i), base.add(i - start), hit - i);
+            }
+            buf.set_len(buf.len() + (hit - start));
+            hit
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let i = next_escape(bytes, start);
+        append(buf, &bytes[start..i]);
+        i
+    }
 }
 
 #[inline]
