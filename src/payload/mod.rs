@@ -120,7 +120,7 @@ fn read_dict<'py>(d: &Bound<'py, PyDict>, top: &Top) -> Result<Values<'py>, Erro
     let mut out: Values<'py> = Vec::with_capacity(N_TOP);
     out.resize_with(N_TOP, || None);
     for (key, v) in d.iter() {
-        match top.dict_keys.iter().position(|f| value::key_is(key.as_ptr(), f)) {
+        match top.dict_keys.iter().position(|f| value::key_matches(&key, f)) {
             Some(j) => out[j] = if v.is_none() { None } else { Some(v) },
             None => {
                 return Err(Error::validation(

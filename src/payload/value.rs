@@ -471,15 +471,24 @@ fn dict_lookup(d: &Bound<'_, PyDict>, name: &Py<PyString>) -> PyResult<Option<*m
     }
 }
 
-/// Whether `k` (a borrowed dict key) is the str `name`: pointer identity (the
-/// interned names of attributes), else equal text.
-pub fn key_is(k: *mut ffi::PyObject, name: &Field) -> bool {
+/// Whether `k` is the str `name`: pointer identity (the interned names of
+/// attributes), else equal text.
+///
+/// # Safety
+/// The GIL is held and `k` is a live object (e.g. borrowed from a dict we
+/// hold, with no Python code run since).
+unsafe fn key_is(k: *mut ffi::PyObject, name: &Field) -> bool {
     if k == name.name.as_ptr() {
         return true;
     }
-    // SAFETY: `k` is a live object (borrowed from a dict we hold, no Python
-    // code ran since); only str keys are read as text.
-    unsafe { ffi::PyUnicode_Check(k) != 0 && utf8_of(k).is_some_and(|t| t == &*name.text) }
+    // Only str keys are read as text.
+    ffi::PyUnicode_Check(k) != 0 && utf8_of(k).is_some_and(|t| t == &*name.text)
+}
+
+/// Whether the (held) `key` is the str `name`.
+pub fn key_matches(key: &Bound<'_, PyAny>, name: &Field) -> bool {
+    // SAFETY: `key` is alive (we hold a reference) and so is the GIL.
+    unsafe { key_is(key.as_ptr(), name) }
 }
 
 /// Read `names` from `obj`, as attributes.
@@ -510,7 +519,8 @@ pub fn read_names<'py>(
             let j = if cursor < names.len() && k == names[cursor].name.as_ptr() {
                 cursor
             } else {
-                match names.iter().position(|n| key_is(k, n)) {
+                // SAFETY: `k` is borrowed from `d` (held), no Python code ran.
+                match names.iter().position(|n| unsafe { key_is(k, n) }) {
                     Some(j) => j,
                     None => continue,
                 }
