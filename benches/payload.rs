@@ -44,7 +44,7 @@ fn bench_serialize(c: &mut Criterion) {
         );
         let task = fixture
             .getattr("build_task")
-            .and_then(|f| f.call1((types, 0)))
+            .and_then(|f| f.call1((&types, 0)))
             .expect("build the fixture TaskData");
         let body = payload::serialize(&task).expect("the fixture serialises");
 
@@ -54,8 +54,37 @@ fn bench_serialize(c: &mut Criterion) {
             b.iter(|| payload::serialize(black_box(&task)).expect("serialises"))
         });
         g.finish();
+
+        // What a decorated no-op produces: the fixed per-call costs.
+        let tiny = module(py, TINY, "tiny.py", "infinium_bench_tiny")
+            .getattr("build")
+            .and_then(|f| f.call1((types,)))
+            .expect("build the tiny TaskData");
+        let body = payload::serialize(&tiny).expect("the tiny trace serialises");
+        let mut g = c.benchmark_group("serialize");
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("tiny_noop_trace", |b| {
+            b.iter(|| payload::serialize(black_box(&tiny)).expect("serialises"))
+        });
+        g.finish();
     });
 }
+
+/// The trace of a decorated no-op (one step, environment, summaries).
+const TINY: &str = r#"
+def build(t):
+    return t.TaskData(
+        name="noop",
+        description="Traced call of noop",
+        current_datetime="2026-05-09T07:35:25.123456+00:00",
+        duration=0.000123,
+        input_summary="args=(), kwargs={}",
+        output_summary="None",
+        steps=[t.ExecutionStep(step_number=1, action="call", description="noop()",
+                               duration_ms=0, output_preview="None")],
+        environment=t.EnvironmentContext(python_version="3.11.7", sdk_version="0.1.0"),
+    )
+"#;
 
 /// Realistic strings: previews with non-ASCII text, a newline, quotes.
 fn strings() -> Vec<String> {

@@ -22,8 +22,7 @@ const ESCAPE: [u8; 256] = {
 };
 
 /// Whether any of the 8 bytes of `x` is a control character, `"` or `\\`.
-#[inline]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
 fn needs_escape(x: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -42,7 +41,8 @@ fn next_escape(bytes: &[u8], mut i: usize) -> usize {
             _mm_set1_epi8,
         };
         // SSE2 is part of the x86_64 baseline: 16 bytes per step.
-        // SAFETY: every load reads 16 bytes inside `bytes` (i + 16 <= len).
+        // SAFETY: every load reads 16 bytes inside `bytes` (i + 16 <= len,
+        // or off + 16 == len).
         unsafe {
             let quote = _mm_set1_epi8(b'"' as i8);
             let backslash = _mm_set1_epi8(b'\\' as i8);
@@ -59,6 +59,22 @@ fn next_escape(bytes: &[u8], mut i: usize) -> usize {
                     return i + mask.trailing_zeros() as usize;
                 }
                 i += 16;
+            }
+            // The last < 16 bytes: one overlapping load of the final 16,
+            // ignoring the bytes before `i` (already scanned).
+            if i < bytes.len() && bytes.len() >= 16 {
+                let off = bytes.len() - 16;
+                let x = _mm_loadu_si128(bytes.as_ptr().add(off).cast::<__m128i>());
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                    _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl),
+                );
+                let mask = (_mm_movemask_epi8(hits) as u32) >> (i - off);
+                return if mask != 0 {
+                    i + mask.trailing_zeros() as usize
+                } else {
+                    bytes.len()
+                };
             }
         }
     }
@@ -77,44 +93,199 @@ fn next_escape(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Append `bytes` to `buf`: short pieces (keys, numbers, most values) with
+/// a couple of overlapping word copies instead of a `memcpy` call.
+#[inline]
+pub fn append(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    buf.reserve(n);
+    // SAFETY: `reserve` made room for `n` more bytes after `len`; every load
+    // below reads inside `bytes` and every store writes inside
+    // `[len, len + n)`, which is then marked initialised.
+    unsafe {
+        let src = bytes.as_ptr();
+        let dst = buf.as_mut_ptr().add(buf.len());
+        copy_short(src, dst, n);
+        buf.set_len(buf.len() + n);
+    }
+}
+
+/// Copy `n` bytes from `src` to `dst` (non-overlapping regions).
+///
+/// # Safety
+/// `src` is readable and `dst` writable for `n` bytes.
+#[inline(always)]
+unsafe fn copy_short(src: *const u8, dst: *mut u8, n: usize) {
+    use std::ptr::{read_unaligned, write_unaligned};
+    if n >= 8 {
+        if n <= 16 {
+            let a = read_unaligned(src.cast::<u64>());
+            let b = read_unaligned(src.add(n - 8).cast::<u64>());
+            write_unaligned(dst.cast::<u64>(), a);
+            write_unaligned(dst.add(n - 8).cast::<u64>(), b);
+        } else if n <= 32 {
+            let a = read_unaligned(src.cast::<[u8; 16]>());
+            let b = read_unaligned(src.add(n - 16).cast::<[u8; 16]>());
+            write_unaligned(dst.cast::<[u8; 16]>(), a);
+            write_unaligned(dst.add(n - 16).cast::<[u8; 16]>(), b);
+        } else {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        }
+    } else if n >= 4 {
+        let a = read_unaligned(src.cast::<u32>());
+        let b = read_unaligned(src.add(n - 4).cast::<u32>());
+        write_unaligned(dst.cast::<u32>(), a);
+        write_unaligned(dst.add(n - 4).cast::<u32>(), b);
+    } else {
+        for i in 0..n {
+            *dst.add(i) = *src.add(i);
+        }
+    }
+}
+
+/// Whether any byte of the short text (< 16 bytes) needs escaping.
+#[inline(always)]
+fn short_needs_escape(bytes: &[u8]) -> bool {
+    use std::ptr::read_unaligned;
+    let n = bytes.len();
+    let p = bytes.as_ptr();
+    // SAFETY: each load reads inside `bytes` (overlapping words cover it).
+    unsafe {
+        if n >= 8 {
+            needs_escape(read_unaligned(p.cast::<u64>()))
+                || needs_escape(read_unaligned(p.add(n - 8).cast::<u64>()))
+        } else if n >= 4 {
+            let a = u64::from(read_unaligned(p.cast::<u32>()));
+            let b = u64::from(read_unaligned(p.add(n - 4).cast::<u32>()));
+            needs_escape(a | (b << 32))
+        } else {
+            bytes.iter().any(|&b| ESCAPE[b as usize] != 0)
+        }
+    }
+}
+
 /// `"` + escaped text + `"`: `\"`, `\\`, the five short escapes, other control
 /// characters as `\u00XX` (lower-case hex); everything else raw UTF-8.
+#[inline]
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
+    let n = bytes.len();
+    // Short text without anything to escape (keys, names, most values):
+    // checked and copied a word at a time.
+    if n < 16 && !short_needs_escape(bytes) {
+        buf.reserve(n + 2);
+        // SAFETY: room for `n + 2` bytes was reserved; the loads read inside
+        // `bytes`, the stores write inside `[len, len + n + 2)`.
+        unsafe {
+            let dst = buf.as_mut_ptr().add(buf.len());
+            *dst = b'"';
+            copy_short(bytes.as_ptr(), dst.add(1), n);
+            *dst.add(n + 1) = b'"';
+            buf.set_len(buf.len() + n + 2);
+        }
+        return;
+    }
+    write_str_long(buf, bytes);
+}
+
+#[inline(never)]
+fn write_str_long(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.reserve(bytes.len() + 2);
     buf.push(b'"');
     let mut start = 0;
     loop {
-        let i = next_escape(bytes, start);
-        buf.extend_from_slice(&bytes[start..i]);
+        let i = copy_clean(buf, bytes, start);
         let Some(&b) = bytes.get(i) else { break };
-        let esc = ESCAPE[b as usize];
-        if esc == b'u' {
-            buf.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]);
-        } else {
-            buf.extend_from_slice(&[b'\\', esc]);
-        }
+        write_escape(buf, b);
         start = i + 1;
     }
     buf.push(b'"');
 }
 
+/// `\\X` or `\\u00XX` for a byte that needs escaping.
+fn write_escape(buf: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let esc = ESCAPE[b as usize];
+    if esc == b'u' {
+        buf.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[(b >> 4) as usize],
+            HEX[(b & 0xf) as usize],
+        ]);
+    } else {
+        buf.extend_from_slice(&[b'\\', esc]);
+    }
+}
+
+/// Append `bytes[start..]` up to the first byte that needs escaping; returns
+/// its index (or `len`). On x86_64 the scan and the copy are one pass: each
+/// 16-byte block is stored as it is checked.
+#[inline]
+fn copy_clean(buf: &mut Vec<u8>, bytes: &[u8], start: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8, _mm_storeu_si128,
+        };
+        let n = bytes.len();
+        // Room for the rest of the text plus one block of slack: a block is
+        // stored whole even when only part of it is kept.
+        buf.reserve(n - start + 16);
+        let mut i = start;
+        // SAFETY: loads read 16 bytes inside `bytes` (i + 16 <= n); stores
+        // write 16 bytes at `out`, which stays within `len + (i - start) +
+        // 16 <= len + (n - start) + 16` bytes of the reserved capacity; only
+        // the bytes copied from clean text are marked initialised.
+        unsafe {
+            let base = buf.as_mut_ptr().add(buf.len());
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let ctl = _mm_set1_epi8(0x1f);
+            let mut hit = n;
+            while i + 16 <= n {
+                let x = _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>());
+                _mm_storeu_si128(base.add(i - start).cast::<__m128i>(), x);
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                    _mm_cmpeq_epi8(_mm_max_epu8(x, ctl), ctl),
+                );
+                let mask = _mm_movemask_epi8(hits);
+                if mask != 0 {
+                    hit = i + mask.trailing_zeros() as usize;
+                    break;
+                }
+                i += 16;
+            }
+            if hit == n && i < n {
+                // The last < 16 bytes.
+                hit = next_escape(bytes, i);
+                copy_short(bytes.as_ptr().add(i), base.add(i - start), hit - i);
+            }
+            buf.set_len(buf.len() + (hit - start));
+            hit
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let i = next_escape(bytes, start);
+        append(buf, &bytes[start..i]);
+        i
+    }
+}
+
+#[inline]
 pub fn write_i64(buf: &mut Vec<u8>, v: i64) {
     let mut b = itoa::Buffer::new();
-    buf.extend_from_slice(b.format(v).as_bytes());
+    append(buf, b.format(v).as_bytes());
 }
 
 pub fn write_u64(buf: &mut Vec<u8>, v: u64) {
     let mut b = itoa::Buffer::new();
-    buf.extend_from_slice(b.format(v).as_bytes());
+    append(buf, b.format(v).as_bytes());
 }
 
 /// `repr(float)` for a finite value: the shortest round-tripping digits,
@@ -126,8 +297,8 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
     let text = rb.format_finite(v);
     // Fast path: where both use fixed notation, ryu's text is Python's repr.
     let a = v.abs();
-    if (1e-4..1e16).contains(&a) && !text.contains('e') {
-        buf.extend_from_slice(text.as_bytes());
+    if (1e-4..1e16).contains(&a) && !text.as_bytes().contains(&b'e') {
+        append(buf, text.as_bytes());
         return;
     }
     let (neg, text) = match text.strip_prefix('-') {
@@ -278,6 +449,50 @@ mod tests {
                     assert_eq!(s(&text), reference(&text), "{text:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn two_escapes_at_every_pair_of_offsets() {
+        for len in 0..36 {
+            for p in 0..len {
+                for q in p..len {
+                    let text: String = (0..len)
+                        .map(|i| {
+                            if i == p {
+                                '"'
+                            } else if i == q {
+                                '\n'
+                            } else {
+                                'é'
+                            }
+                        })
+                        .collect();
+                    assert_eq!(s(&text), reference(&text), "{text:?}");
+                    let ascii: String = (0..len)
+                        .map(|i| {
+                            if i == p {
+                                '\u{1}'
+                            } else if i == q {
+                                '\\'
+                            } else {
+                                'x'
+                            }
+                        })
+                        .collect();
+                    assert_eq!(s(&ascii), reference(&ascii), "{ascii:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn append_copies_every_length() {
+        let src: Vec<u8> = (0..100u8).collect();
+        for n in 0..100 {
+            let mut buf = vec![7u8];
+            append(&mut buf, &src[..n]);
+            assert_eq!(&buf[1..], &src[..n]);
         }
     }
 

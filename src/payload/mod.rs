@@ -7,13 +7,12 @@ pub mod validate;
 pub mod value;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::error::Error;
-use std::collections::HashMap;
 
 use pyo3::sync::PyOnceLock;
-use value::{dataclass_fields, type_name, Field, SerError, Writer};
+use value::{dataclass_info, type_info, type_name, Field, SerError, Writer};
 
 /// Sections, in wire order inside `"sections"`.
 pub const SECTIONS: [&str; 11] = [
@@ -44,76 +43,56 @@ const OTHERS: [&str; 7] = [
     "errors",
 ];
 
-/// Every attribute of a TaskData the body reads.
+/// Every attribute of a TaskData the body reads, in `TaskData`'s declaration
+/// order (so a TaskData's instance dict is read in one in-order walk).
 fn task_fields() -> impl Iterator<Item = &'static str> {
     HEAD.into_iter().chain(SECTIONS).chain(OTHERS)
 }
 
-/// FNV-1a: the keys are a fixed set of short field names, so a cheap hash
-/// beats SipHash's DoS resistance here.
-#[derive(Default, Clone, Copy)]
-struct Fnv(u64);
+// Indices into `Top::fields` (declaration order, then `_prompt_studio`).
+const NAME: usize = 0;
+const DESCRIPTION: usize = 1;
+const CURRENT_DATETIME: usize = 2;
+const DURATION: usize = 3;
+const FIRST_SECTION: usize = 4;
+const LLM_USAGE: usize = 15;
+const INPUT_SUMMARY: usize = 16;
+const OUTPUT_SUMMARY: usize = 17;
+const STEPS: usize = 18;
+const EXPECTED_OUTCOME: usize = 19;
+const ENVIRONMENT: usize = 20;
+const ERRORS: usize = 21;
+/// `_prompt_studio` on an object, `prompt_studio` in a dict.
+const STUDIO: usize = 22;
+const N_TOP: usize = 23;
 
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
+/// The interned names and pre-encoded keys of the body's top-level fields.
+struct Top {
+    /// The attributes read from a TaskData (the last: `_prompt_studio`).
+    fields: Vec<Field>,
+    /// The keys accepted in a dict trace (the last: `prompt_studio`).
+    dict_keys: Vec<Field>,
+    sections: Field,
 }
 
-type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
+static TOP: PyOnceLock<Top> = PyOnceLock::new();
 
-static TOP: PyOnceLock<HashMap<&'static str, Field, FnvBuild>> = PyOnceLock::new();
-
-/// The interned name and pre-encoded key of a top-level body field.
-fn top(py: Python<'_>, name: &str) -> &'static Field {
-    let map = TOP.get_or_init(py, || {
-        task_fields()
-            .chain(["sections", "prompt_studio", "_prompt_studio"])
-            .map(|n| (n, Field::new(py, n)))
-            .collect()
-    });
-    match map.get(name) {
-        Some(f) => f,
-        None => unreachable!("{name} is not a top-level field"),
-    }
+fn top(py: Python<'_>) -> &'static Top {
+    TOP.get_or_init(py, || Top {
+        fields: task_fields()
+            .chain(["_prompt_studio"])
+            .map(|n| Field::new(py, n))
+            .collect(),
+        dict_keys: task_fields()
+            .chain(["prompt_studio"])
+            .map(|n| Field::new(py, n))
+            .collect(),
+        sections: Field::new(py, "sections"),
+    })
 }
 
 /// Size of the last body written (a capacity hint for the next).
 static LAST_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Reads trace fields from a TaskData (its `__dict__`, else attributes) or a
-/// plain dict (keys).
-enum Source<'py> {
-    Object {
-        obj: Bound<'py, PyAny>,
-        dict: Option<Bound<'py, PyDict>>,
-    },
-    Dict(Bound<'py, PyDict>),
-}
-
-impl<'py> Source<'py> {
-    fn get(&self, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self {
-            Source::Object { obj, dict } => {
-                value::read_field(obj, dict.as_ref(), top(obj.py(), name).name.bind(obj.py()))
-            }
-            Source::Dict(d) => Ok(d
-                .get_item(top(d.py(), name).name.bind(d.py()))?
-                .filter(|v| !v.is_none())),
-        }
-    }
-}
 
 fn to_error(e: SerError) -> Error {
     match e {
@@ -132,66 +111,83 @@ fn to_error(e: SerError) -> Error {
     }
 }
 
+/// The top-level values of a trace (`None` for missing or None), indexed as
+/// `Top::fields`.
+type Values<'py> = Vec<Option<Bound<'py, PyAny>>>;
+
+/// Read the trace fields of a dict trace, rejecting unknown keys.
+fn read_dict<'py>(d: &Bound<'py, PyDict>, top: &Top) -> Result<Values<'py>, Error> {
+    let mut out: Values<'py> = Vec::with_capacity(N_TOP);
+    out.resize_with(N_TOP, || None);
+    for (key, v) in d.iter() {
+        match top.dict_keys.iter().position(|f| value::key_matches(&key, f)) {
+            Some(j) => out[j] = if v.is_none() { None } else { Some(v) },
+            None => {
+                return Err(Error::validation(
+                    format!(
+                        "unknown trace field {}",
+                        key.repr().map(|r| r.to_string()).unwrap_or_default()
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Read the trace fields of a TaskData (or any object with its attributes).
+fn read_object<'py>(obj: &Bound<'py, PyAny>, top: &Top) -> Result<Values<'py>, Error> {
+    let py = obj.py();
+    let info = type_info(obj)?;
+    let missing = || {
+        Error::validation(
+            format!("expected a TaskData or a dict, not {}", type_name(obj)),
+            None,
+        )
+    };
+    if !info.plain
+        && (!obj.hasattr(top.fields[NAME].name.bind(py))?
+            || !obj.hasattr(top.fields[DURATION].name.bind(py))?)
+    {
+        return Err(missing());
+    }
+    let class_attr = info.top_class_attr(py, &top.fields)?;
+    let values = value::read_names(obj, &info, &top.fields, class_attr)?;
+    if values[NAME].is_none() || values[DURATION].is_none() {
+        return Err(missing());
+    }
+    Ok(values.into_iter().map(Option::flatten).collect())
+}
+
 /// Validate and serialise one trace. `obj` is a `TaskData` (or any object
 /// with its attributes) or a dict with the same keys.
 pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
+    serialize_into(obj, Vec::new())
+}
+
+/// `serialize`, writing into `buf` (emptied first; its capacity is reused).
+pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, Error> {
     let py = obj.py();
-    let src = match obj.cast::<PyDict>() {
-        Ok(d) => {
-            for key in d.keys() {
-                let known = key
-                    .cast::<PyString>()
-                    .ok()
-                    .and_then(|k| {
-                        value::str_utf8(k.as_any())
-                            .ok()
-                            .map(|k| task_fields().any(|f| f == k) || k == "prompt_studio")
-                    })
-                    .unwrap_or(false);
-                if !known {
-                    return Err(Error::validation(
-                        format!(
-                            "unknown trace field {}",
-                            key.repr().map(|r| r.to_string()).unwrap_or_default()
-                        ),
-                        None,
-                    ));
-                }
-            }
-            Source::Dict(d.clone())
-        }
-        Err(_) => {
-            if !obj.hasattr(pyo3::intern!(py, "name"))? || !obj.hasattr(pyo3::intern!(py, "duration"))? {
-                return Err(Error::validation(
-                    format!("expected a TaskData or a dict, not {}", type_name(obj)),
-                    None,
-                ));
-            }
-            Source::Object {
-                obj: obj.clone(),
-                dict: value::instance_dict(obj),
-            }
-        }
+    let top = top(py);
+    let values = match obj.cast::<PyDict>() {
+        Ok(d) => read_dict(d, top)?,
+        Err(_) => read_object(obj, top)?,
     };
 
-    let name = src.get("name")?;
-    let description = src.get("description")?;
     let none = py.None().into_bound(py);
-    validate::required_text(name.as_ref().unwrap_or(&none), "name", validate::MAX_NAME_LENGTH)?;
-    validate::required_text(
-        description.as_ref().unwrap_or(&none),
-        "description",
-        validate::MAX_DESCRIPTION_LENGTH,
-    )?;
-    let duration = src.get("duration")?;
-    validate::duration(duration.as_ref().unwrap_or(&none))?;
-    let when = src.get("current_datetime")?;
-    validate::current_datetime(when.as_ref().unwrap_or(&none))?;
+    let get = |i: usize| values[i].as_ref().unwrap_or(&none);
+    validate::required_text(get(NAME), "name", validate::MAX_NAME_LENGTH)?;
+    validate::required_text(get(DESCRIPTION), "description", validate::MAX_DESCRIPTION_LENGTH)?;
+    validate::duration(get(DURATION))?;
+    validate::current_datetime(get(CURRENT_DATETIME))?;
 
     // Start with room for a body like the last one: no regrowth copies.
     let hint = LAST_SIZE.load(std::sync::atomic::Ordering::Relaxed);
-    let mut w = Writer::new(py, (hint + hint / 8).clamp(1024, validate::MAX_PAYLOAD_SIZE));
-    write_body(&mut w, &src, [name, description, when, duration]).map_err(to_error)?;
+    let mut w = Writer::with_buf(py, buf);
+    w.buf
+        .reserve((hint + hint / 8).clamp(512, validate::MAX_PAYLOAD_SIZE));
+    write_body(&mut w, top, &values).map_err(to_error)?;
     LAST_SIZE.store(w.buf.len(), std::sync::atomic::Ordering::Relaxed);
     if w.buf.len() > validate::MAX_PAYLOAD_SIZE {
         return Err(Error::validation(
@@ -205,49 +201,46 @@ pub fn serialize(obj: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
     Ok(w.buf)
 }
 
-fn write_body<'py>(
-    w: &mut Writer<'py>,
-    src: &Source<'py>,
-    head: [Option<Bound<'py, PyAny>>; 4],
-) -> Result<(), SerError> {
+fn write_body<'py>(w: &mut Writer<'py>, top: &Top, values: &Values<'py>) -> Result<(), SerError> {
+    let f = &top.fields;
     w.buf.push(b'{');
     let mut count = 0;
     // 1. always present, as they are.
-    for (key, v) in HEAD.iter().zip(head.iter()) {
-        w.raw_key(count, &top(w.py, key).json_key);
-        match v {
-            Some(v) => w.write_value(v).map_err(|e| e.at_key(key))?,
+    for i in [NAME, DESCRIPTION, CURRENT_DATETIME, DURATION] {
+        w.raw_key(count, &f[i].json_key);
+        match &values[i] {
+            Some(v) => w.write_value(v).map_err(|e| e.at_key(&f[i].text))?,
             None => w.buf.extend_from_slice(b"null"),
         }
         count += 1;
     }
     // 2. summaries, as they are.
-    for key in ["input_summary", "output_summary"] {
-        if let Some(v) = src.get(key)? {
-            w.raw_key(count, &top(w.py, key).json_key);
-            w.write_value(&v).map_err(|e| e.at_key(key))?;
+    for i in [INPUT_SUMMARY, OUTPUT_SUMMARY] {
+        if let Some(v) = &values[i] {
+            w.raw_key(count, &f[i].json_key);
+            w.write_value(v).map_err(|e| e.at_key(&f[i].text))?;
             count += 1;
         }
     }
     // 3.-6.
-    if top_object(w, count, "expected_outcome", src.get("expected_outcome")?)? {
+    if top_object(w, count, &f[EXPECTED_OUTCOME], &values[EXPECTED_OUTCOME])? {
         count += 1;
     }
-    for key in ["steps", "errors"] {
-        if top_list(w, count, key, src.get(key)?)? {
+    for i in [STEPS, ERRORS] {
+        if top_list(w, count, &f[i], &values[i])? {
             count += 1;
         }
     }
-    if top_object(w, count, "llm_usage", src.get("llm_usage")?)? {
+    if top_object(w, count, &f[LLM_USAGE], &values[LLM_USAGE])? {
         count += 1;
     }
     // 7. sections.
     let start = w.buf.len();
-    w.raw_key(count, &top(w.py, "sections").json_key);
+    w.raw_key(count, &top.sections.json_key);
     w.buf.push(b'{');
     let mut n = 0;
-    for key in SECTIONS {
-        if top_object(w, n, key, src.get(key)?).map_err(|e| e.at_key("sections"))? {
+    for i in FIRST_SECTION..FIRST_SECTION + SECTIONS.len() {
+        if top_object(w, n, &f[i], &values[i]).map_err(|e| e.at_key("sections"))? {
             n += 1;
         }
     }
@@ -258,17 +251,14 @@ fn write_body<'py>(
         count += 1;
     }
     // 8. environment.
-    if top_object(w, count, "environment", src.get("environment")?)? {
+    if top_object(w, count, &f[ENVIRONMENT], &values[ENVIRONMENT])? {
         count += 1;
     }
     // 9. prompt_studio (set by traced functions that fetched prompts).
-    let studio = match src {
-        Source::Object { .. } => src.get("_prompt_studio")?,
-        Source::Dict(_) => src.get("prompt_studio")?,
-    };
-    if let Some(v) = studio {
-        w.raw_key(count, &top(w.py, "prompt_studio").json_key);
-        w.write_value(&v).map_err(|e| e.at_key("prompt_studio"))?;
+    if let Some(v) = &values[STUDIO] {
+        let key = &top.dict_keys[STUDIO];
+        w.raw_key(count, &key.json_key);
+        w.write_value(v).map_err(|e| e.at_key(&key.text))?;
     }
     w.buf.push(b'}');
     Ok(())
@@ -279,23 +269,23 @@ fn write_body<'py>(
 fn top_object<'py>(
     w: &mut Writer<'py>,
     count: usize,
-    key: &str,
-    v: Option<Bound<'py, PyAny>>,
+    key: &Field,
+    v: &Option<Bound<'py, PyAny>>,
 ) -> Result<bool, SerError> {
     let Some(v) = v else { return Ok(false) };
-    item_object(w, count, Some(key), &v).map_err(|e| e.at_key(key))
+    item_object(w, count, Some(&key.json_key), v).map_err(|e| e.at_key(&key.text))
 }
 
 /// Write `v` (dataclass or non-empty dict) behind `key` (or as a list item).
 fn item_object<'py>(
     w: &mut Writer<'py>,
     count: usize,
-    key: Option<&str>,
+    json_key: Option<&[u8]>,
     v: &Bound<'py, PyAny>,
 ) -> Result<bool, SerError> {
     let start = w.buf.len();
-    match key {
-        Some(k) => w.raw_key(count, &top(w.py, k).json_key),
+    match json_key {
+        Some(k) => w.raw_key(count, k),
         None if count > 0 => w.buf.push(b','),
         None => {}
     }
@@ -306,8 +296,8 @@ fn item_object<'py>(
             w.write_value(v)?;
             true
         }
-    } else if let Some(fields) = dataclass_fields(v)? {
-        w.write_dataclass(v, &fields)?
+    } else if let Some(info) = dataclass_info(v)? {
+        w.write_dataclass(v, &info)?
     } else {
         return Err(SerError::invalid(format!(
             "expected a dataclass or a dict, not {}",
@@ -325,24 +315,36 @@ fn item_object<'py>(
 fn top_list<'py>(
     w: &mut Writer<'py>,
     count: usize,
-    key: &str,
-    v: Option<Bound<'py, PyAny>>,
+    key: &Field,
+    v: &Option<Bound<'py, PyAny>>,
 ) -> Result<bool, SerError> {
     let Some(v) = v else { return Ok(false) };
     if !(v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()) {
-        return Err(SerError::invalid(format!("expected a list, not {}", type_name(&v))).at_key(key));
+        return Err(SerError::invalid(format!("expected a list, not {}", type_name(v))).at_key(&key.text));
     }
     let start = w.buf.len();
-    w.raw_key(count, &top(w.py, key).json_key);
+    w.raw_key(count, &key.json_key);
     w.buf.push(b'[');
     let mut n = 0;
-    for (i, item) in v.try_iter()?.enumerate() {
-        let item = item?;
-        if item.is_none() {
-            continue;
-        }
-        if item_object(w, n, None, &item).map_err(|e| e.at(value::Seg::Index(i)).at_key(key))? {
+    let mut one = |w: &mut Writer<'py>, i: usize, item: Bound<'py, PyAny>| -> Result<(), SerError> {
+        if !item.is_none()
+            && item_object(w, n, None, &item).map_err(|e| e.at(value::Seg::Index(i)).at_key(&key.text))?
+        {
             n += 1;
+        }
+        Ok(())
+    };
+    if v.is_exact_instance_of::<PyList>() || v.is_exact_instance_of::<PyTuple>() {
+        let mut i = 0;
+        while let Some(item) = value::seq_item(v, i) {
+            // SAFETY: `item` is a live object borrowed from `v` (held), with
+            // the GIL held; `from_borrowed_ptr` takes a strong reference.
+            one(w, i, unsafe { Bound::from_borrowed_ptr(w.py, item) })?;
+            i += 1;
+        }
+    } else {
+        for (i, item) in v.try_iter()?.enumerate() {
+            one(w, i, item?)?;
         }
     }
     if n == 0 {

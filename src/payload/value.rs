@@ -14,10 +14,11 @@
 //! dicts) are written sensibly; anything else is a `ValidationError` that
 //! names the path to the value.
 
-use std::os::raw::c_char;
-use std::sync::Arc;
+use std::cell::{OnceCell, RefCell};
+use std::os::raw::{c_char, c_void};
+use std::ptr::addr_of_mut;
+use std::rc::Rc;
 
-use parking_lot::Mutex;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -97,27 +98,115 @@ extern "C" {
     // 3.10); exported by every CPython 3.9+. Zero-copy: the UTF-8 form is
     // cached inside the str object.
     fn PyUnicode_AsUTF8AndSize(unicode: *mut ffi::PyObject, size: *mut ffi::Py_ssize_t) -> *const c_char;
+    // Public C API since 3.3 (limited API from 3.10), exported by every
+    // CPython 3.9+: the instance `__dict__` (a new reference), created on
+    // first use, exactly what `obj.__dict__` returns for a class that does
+    // not override attribute access.
+    fn PyObject_GenericGetDict(obj: *mut ffi::PyObject, context: *mut c_void) -> *mut ffi::PyObject;
 }
+
+const LONE_SURROGATE: &str = "string is not valid Unicode (it contains a lone surrogate)";
 
 /// Borrow the UTF-8 text of a `str` (or subclass) without copying.
 pub fn str_utf8<'a>(s: &'a Bound<'_, PyAny>) -> SerResult<&'a str> {
+    // SAFETY: `s` is a live str instance (checked by the caller), the GIL is
+    // held (we have a `Bound`), and the text lives as long as the borrow of `s`.
+    unsafe { utf8_of(s.as_ptr()) }.ok_or_else(|| SerError::invalid(LONE_SURROGATE))
+}
+
+/// The UTF-8 text of the `str` (or subclass) at `o`; `None` (the Python error
+/// cleared) when it holds a lone surrogate.
+///
+/// # Safety
+/// The GIL is held, `o` points to a live `str` and the returned slice is not
+/// used after `o` may have been freed (the UTF-8 form is cached inside the
+/// object and lives exactly as long as it).
+#[inline]
+unsafe fn utf8_of<'a>(o: *mut ffi::PyObject) -> Option<&'a str> {
     let mut size: ffi::Py_ssize_t = 0;
-    // SAFETY: `s` is a live str instance (checked by the caller) and we hold
-    // the GIL; the returned buffer lives as long as the object.
-    let data = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
+    let data = PyUnicode_AsUTF8AndSize(o, &mut size);
     if data.is_null() {
-        let err = PyErr::fetch(s.py());
-        drop(err);
-        return Err(SerError::invalid(
-            "string is not valid Unicode (it contains a lone surrogate)",
-        ));
+        // The UnicodeEncodeError: not reported as such (a ValidationError with
+        // the path is), so drop it.
+        ffi::PyErr_Clear();
+        return None;
     }
-    // SAFETY: CPython guarantees valid UTF-8 of `size` bytes.
-    Ok(
-        unsafe {
-            std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast::<u8>(), size as usize))
-        },
-    )
+    // CPython guarantees valid UTF-8 of `size` bytes.
+    Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+        data.cast::<u8>(),
+        size as usize,
+    )))
+}
+
+// ---- raw type checks ---------------------------------------------------------
+//
+// The walk reads containers through borrowed pointers (no reference-count
+// traffic) following one rule: a borrowed pointer is used only until the next
+// call that can run Python code (a getattr, a method call, a user type). Every
+// container or object the walk descends into, and every value handed to such
+// a call, is first turned into an owned `Bound` (see `own`).
+
+#[inline(always)]
+fn type_of(o: *mut ffi::PyObject) -> *mut ffi::PyTypeObject {
+    // SAFETY: every pointer passed here is a live object (GIL held).
+    unsafe { ffi::Py_TYPE(o) }
+}
+
+// Taking the address of a static type object reads nothing (no `unsafe`).
+#[inline(always)]
+fn str_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyUnicode_Type)
+}
+
+#[inline(always)]
+fn int_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyLong_Type)
+}
+
+#[inline(always)]
+fn float_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyFloat_Type)
+}
+
+#[inline(always)]
+fn bool_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyBool_Type)
+}
+
+#[inline(always)]
+fn dict_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyDict_Type)
+}
+
+#[inline(always)]
+fn list_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyList_Type)
+}
+
+#[inline(always)]
+fn tuple_type() -> *mut ffi::PyTypeObject {
+    addr_of_mut!(ffi::PyTuple_Type)
+}
+
+#[inline(always)]
+fn none() -> *mut ffi::PyObject {
+    // SAFETY: the address of the None singleton; nothing is read.
+    unsafe { ffi::Py_None() }
+}
+
+/// An owned reference to the live object at `o`.
+#[inline(always)]
+fn own<'py>(py: Python<'py>, o: *mut ffi::PyObject) -> Bound<'py, PyAny> {
+    // SAFETY: callers pass a live (borrowed) object pointer with the GIL held;
+    // `from_borrowed_ptr` takes a new strong reference to it.
+    unsafe { Bound::from_borrowed_ptr(py, o) }
+}
+
+/// Whether `o` is an exact builtin that is never a dataclass (no type lookup).
+#[inline(always)]
+fn is_plain_builtin(o: *mut ffi::PyObject) -> bool {
+    let t = type_of(o);
+    t == str_type() || t == int_type() || t == float_type() || t == bool_type() || t == dict_type()
 }
 
 /// Types imported once from the standard library.
@@ -175,47 +264,139 @@ impl Field {
     }
 }
 
-pub type Fields = Arc<Vec<Field>>;
+/// What the writer needs to know about a type, worked out once per type.
+pub struct TypeInfo {
+    /// Dataclass fields in declaration order; `None` for other types.
+    pub fields: Option<Box<[Field]>>,
+    /// Instances keep their attributes in an instance `__dict__` and the
+    /// type does not customise attribute access (`__getattribute__`,
+    /// `__getattr__`): a value is then read from that dict, and an attribute
+    /// missing from it can only come from the class.
+    pub plain: bool,
+    /// Per dataclass field: the class defines an attribute of that name (a
+    /// default, a property, a slot), so a field missing from the instance
+    /// dict is read with `getattr`.
+    class_attr: Box<[bool]>,
+    /// The same for the trace body's top-level names (computed on first use).
+    top_class_attr: OnceCell<Box<[bool]>>,
+    ty: Py<PyType>,
+}
 
-/// Fields of a dataclass type, in declaration order (as `dataclasses.fields`
-/// gives them), cached per type; `None` for other types.
-type FieldCache = Vec<(usize, Py<PyType>, Option<Fields>)>;
-static FIELD_CACHE: Mutex<Option<FieldCache>> = Mutex::new(None);
+impl TypeInfo {
+    fn new(ty: &Bound<'_, PyType>) -> PyResult<Self> {
+        let py = ty.py();
+        let fields = if ty.hasattr(pyo3::intern!(py, "__dataclass_fields__"))? {
+            let fields_fn = FIELDS_FN.get_or_try_init(py, || {
+                py.import("dataclasses")?.getattr("fields").map(Bound::unbind)
+            })?;
+            let mut out = Vec::new();
+            for f in fields_fn.bind(py).call1((ty,))?.try_iter()? {
+                let name = f?.getattr(pyo3::intern!(py, "name"))?;
+                out.push(Field::new(
+                    py,
+                    str_utf8(&name).map_err(|_| {
+                        pyo3::exceptions::PyValueError::new_err("dataclass field name is not valid Unicode")
+                    })?,
+                ));
+            }
+            Some(out.into_boxed_slice())
+        } else {
+            None
+        };
+        let object = py.get_type::<pyo3::types::PyAny>();
+        let getattribute = pyo3::intern!(py, "__getattribute__");
+        let plain = ty.getattr(getattribute)?.is(&object.getattr(getattribute)?)
+            && !ty.hasattr(pyo3::intern!(py, "__getattr__"))?
+            && ty
+                .getattr(pyo3::intern!(py, "__dictoffset__"))
+                .and_then(|o| o.extract::<isize>())
+                .unwrap_or(0)
+                != 0;
+        let class_attr = match &fields {
+            Some(fields) => fields
+                .iter()
+                .map(|f| ty.hasattr(f.name.bind(py)))
+                .collect::<PyResult<Vec<bool>>>()?
+                .into_boxed_slice(),
+            None => Box::new([]),
+        };
+        Ok(TypeInfo {
+            fields,
+            plain,
+            class_attr,
+            top_class_attr: OnceCell::new(),
+            ty: ty.clone().unbind(),
+        })
+    }
+
+    /// Per name in `names`: the class defines an attribute of that name.
+    pub fn top_class_attr(&self, py: Python<'_>, names: &[Field]) -> PyResult<&[bool]> {
+        if let Some(v) = self.top_class_attr.get() {
+            return Ok(v);
+        }
+        let ty = self.ty.bind(py);
+        let v = names
+            .iter()
+            .map(|f| ty.hasattr(f.name.bind(py)))
+            .collect::<PyResult<Vec<bool>>>()?
+            .into_boxed_slice();
+        Ok(self.top_class_attr.get_or_init(|| v))
+    }
+}
+
+/// Types seen by this thread. Thread-local, so a lookup takes no lock and
+/// no atomic: a handful of types in practice, a linear scan beats hashing.
+/// Each entry keeps its type alive, so its address cannot be reused.
+type TypeCache = Vec<(usize, Rc<TypeInfo>)>;
+thread_local! {
+    static TYPE_CACHE: RefCell<TypeCache> = const { RefCell::new(Vec::new()) };
+}
 const MAX_CACHED_TYPES: usize = 256;
 static FIELDS_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// `Some(fields)` when `obj`'s type is a dataclass.
-pub fn dataclass_fields(obj: &Bound<'_, PyAny>) -> SerResult<Option<Fields>> {
-    let py = obj.py();
-    let ty = obj.get_type();
-    let key = ty.as_ptr() as usize;
-    if let Some(cache) = FIELD_CACHE.lock().as_ref() {
-        // A handful of types in practice: a linear scan beats hashing.
-        if let Some((_, _, fields)) = cache.iter().find(|(k, _, _)| *k == key) {
-            return Ok(fields.clone());
-        }
+/// The (cached) `TypeInfo` of `obj`'s type.
+pub fn type_info(obj: &Bound<'_, PyAny>) -> PyResult<Rc<TypeInfo>> {
+    let key = type_of(obj.as_ptr()) as usize;
+    let hit = TYPE_CACHE.with(|c| {
+        c.try_borrow()
+            .ok()
+            .and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, i)| i.clone()))
+    });
+    if let Some(info) = hit {
+        return Ok(info);
     }
-    let fields = if ty.hasattr(pyo3::intern!(py, "__dataclass_fields__"))? {
-        let fields_fn = FIELDS_FN.get_or_try_init(py, || {
-            py.import("dataclasses")?.getattr("fields").map(Bound::unbind)
-        })?;
-        let mut out = Vec::new();
-        for f in fields_fn.bind(py).call1((&ty,))?.try_iter()? {
-            let name = f?.getattr(pyo3::intern!(py, "name"))?;
-            out.push(Field::new(py, str_utf8(&name)?));
+    // Computed outside any borrow of the cache: it runs Python code, which
+    // may serialise (and so use the cache) itself.
+    let info = Rc::new(TypeInfo::new(&obj.get_type())?);
+    TYPE_CACHE.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            if c.len() >= MAX_CACHED_TYPES {
+                // Types made on the fly: start over rather than grow without bound.
+                c.clear();
+            }
+            c.push((key, info.clone()));
         }
-        Some(Arc::new(out))
-    } else {
-        None
-    };
-    let mut cache = FIELD_CACHE.lock();
-    let cache = cache.get_or_insert_with(Vec::new);
-    if cache.len() >= MAX_CACHED_TYPES {
-        // Types made on the fly: start over rather than grow without bound.
-        cache.clear();
+    });
+    Ok(info)
+}
+
+/// The dataclass fields of `obj`'s type, when it is a dataclass.
+pub fn dataclass_info(obj: &Bound<'_, PyAny>) -> SerResult<Option<Rc<TypeInfo>>> {
+    let info = type_info(obj)?;
+    Ok(if info.fields.is_some() { Some(info) } else { None })
+}
+
+/// The instance `__dict__` of an object whose type is `plain`.
+pub fn plain_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    // SAFETY: `obj` is alive (we hold a reference) and the GIL is held; the
+    // result is a new reference or NULL with an exception set.
+    let d = unsafe { PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()) };
+    if d.is_null() {
+        return Err(PyErr::fetch(obj.py()));
     }
-    cache.push((key, ty.unbind(), fields.clone()));
-    Ok(fields)
+    // SAFETY: a new (owned) reference.
+    let d = unsafe { Bound::from_owned_ptr(obj.py(), d) };
+    d.cast_into::<PyDict>().map_err(PyErr::from)
 }
 
 /// Read `field` from `obj`: through its instance `__dict__` when it has one
@@ -231,6 +412,14 @@ pub fn read_field<'py>(
             return Ok(if v.is_none() { None } else { Some(v) });
         }
     }
+    getattr_or_none(obj, name)
+}
+
+/// `getattr(obj, name)`, `None` for None or a missing attribute.
+pub fn getattr_or_none<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     match obj.getattr(name) {
         Ok(v) if v.is_none() => Ok(None),
         Ok(v) => Ok(Some(v)),
@@ -246,32 +435,133 @@ pub fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>>
         .and_then(|d| d.cast_into::<PyDict>().ok())
 }
 
-/// The values of `fields` on `obj` (`None` for None or missing).
+/// The next `(key, value)` of `d` from `pos`, both borrowed.
 ///
-/// Fast path: a dataclass `__init__` fills the instance `__dict__` in field
-/// order with interned names, so walking the dict alongside the fields and
-/// comparing key pointers reads every value without a single hash lookup.
-/// Anything unusual (reordered, deleted, slots) falls back to lookups.
-fn field_values<'py>(obj: &Bound<'py, PyAny>, fields: &[Field]) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
-    let inst_dict = instance_dict(obj);
-    if let Some(d) = &inst_dict {
-        if d.len() >= fields.len() {
-            let mut values = Vec::with_capacity(fields.len());
-            for ((k, v), f) in d.iter().zip(fields) {
-                if k.as_ptr() != f.name.as_ptr() {
-                    break;
+/// `PyDict_Next` never runs Python code and stays within the dict's current
+/// entries even if the dict was changed since the previous call.
+#[inline(always)]
+fn dict_next(
+    d: &Bound<'_, PyDict>,
+    pos: &mut ffi::Py_ssize_t,
+) -> Option<(*mut ffi::PyObject, *mut ffi::PyObject)> {
+    let mut k = std::ptr::null_mut();
+    let mut v = std::ptr::null_mut();
+    // SAFETY: `d` is a live dict (we hold a reference), the GIL is held.
+    if unsafe { ffi::PyDict_Next(d.as_ptr(), pos, &mut k, &mut v) } == 0 {
+        None
+    } else {
+        Some((k, v))
+    }
+}
+
+/// The value stored under `name` (an interned str) in the dict `d`, borrowed.
+fn dict_lookup(d: &Bound<'_, PyDict>, name: &Py<PyString>) -> PyResult<Option<*mut ffi::PyObject>> {
+    // SAFETY: `d` and `name` are alive, the GIL is held; the result is a
+    // borrowed reference (or NULL, with an exception set on failure).
+    let v = unsafe { ffi::PyDict_GetItemWithError(d.as_ptr(), name.as_ptr()) };
+    if v.is_null() {
+        // SAFETY: GIL held.
+        if unsafe { ffi::PyErr_Occurred() }.is_null() {
+            Ok(None)
+        } else {
+            Err(PyErr::fetch(d.py()))
+        }
+    } else {
+        Ok(Some(v))
+    }
+}
+
+/// Whether `k` is the str `name`: pointer identity (the interned names of
+/// attributes), else equal text.
+///
+/// # Safety
+/// The GIL is held and `k` is a live object (e.g. borrowed from a dict we
+/// hold, with no Python code run since).
+unsafe fn key_is(k: *mut ffi::PyObject, name: &Field) -> bool {
+    if k == name.name.as_ptr() {
+        return true;
+    }
+    // Only str keys are read as text.
+    ffi::PyUnicode_Check(k) != 0 && utf8_of(k).is_some_and(|t| t == &*name.text)
+}
+
+/// Whether the (held) `key` is the str `name`.
+pub fn key_matches(key: &Bound<'_, PyAny>, name: &Field) -> bool {
+    // SAFETY: `key` is alive (we hold a reference) and so is the GIL.
+    unsafe { key_is(key.as_ptr(), name) }
+}
+
+/// Read `names` from `obj`, as attributes.
+///
+/// Fast path (a `plain` type): one walk of the instance dict. A value found
+/// there is taken as it is (as `obj.__dict__[name]`); a name missing from it
+/// is read with getattr only when the class defines it (else it is missing,
+/// with no AttributeError raised and caught). Other types: getattr.
+///
+/// Returns, per name, `None` when missing, `Some(None)` for a None value.
+#[allow(clippy::type_complexity)]
+pub fn read_names<'py>(
+    obj: &Bound<'py, PyAny>,
+    info: &TypeInfo,
+    names: &[Field],
+    class_attr: &[bool],
+) -> PyResult<Vec<Option<Option<Bound<'py, PyAny>>>>> {
+    let py = obj.py();
+    let mut out: Vec<Option<Option<Bound<'py, PyAny>>>> = Vec::with_capacity(names.len());
+    out.resize_with(names.len(), || None);
+    if info.plain {
+        let d = plain_dict(obj)?;
+        let mut pos = 0;
+        let mut cursor = 0;
+        while let Some((k, v)) = dict_next(&d, &mut pos) {
+            // Attributes set in declaration order (a dataclass `__init__`):
+            // the next expected name, by pointer.
+            let j = if cursor < names.len() && k == names[cursor].name.as_ptr() {
+                cursor
+            } else {
+                // SAFETY: `k` is borrowed from `d` (held), no Python code ran.
+                match names.iter().position(|n| unsafe { key_is(k, n) }) {
+                    Some(j) => j,
+                    None => continue,
                 }
-                values.push(if v.is_none() { None } else { Some(v) });
-            }
-            if values.len() == fields.len() {
-                return Ok(values);
+            };
+            cursor = j + 1;
+            // `v` is borrowed from `d`, which we hold; no Python code ran.
+            out[j] = Some(if v == none() { None } else { Some(own(py, v)) });
+        }
+        for (j, slot) in out.iter_mut().enumerate() {
+            if slot.is_none() && class_attr.get(j).copied().unwrap_or(true) {
+                *slot = getattr_present(obj, names[j].name.bind(py))?;
             }
         }
+    } else {
+        let inst = instance_dict(obj);
+        for (j, slot) in out.iter_mut().enumerate() {
+            let name = names[j].name.bind(py);
+            if let Some(d) = &inst {
+                if let Some(v) = d.get_item(name)? {
+                    *slot = Some(if v.is_none() { None } else { Some(v) });
+                    continue;
+                }
+            }
+            *slot = getattr_present(obj, name)?;
+        }
     }
-    fields
-        .iter()
-        .map(|f| read_field(obj, inst_dict.as_ref(), f.name.bind(obj.py())))
-        .collect()
+    Ok(out)
+}
+
+/// `getattr(obj, name)`: `None` when missing, `Some(None)` for None.
+#[allow(clippy::type_complexity)]
+fn getattr_present<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+) -> PyResult<Option<Option<Bound<'py, PyAny>>>> {
+    match obj.getattr(name) {
+        Ok(v) if v.is_none() => Ok(Some(None)),
+        Ok(v) => Ok(Some(Some(v))),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The JSON writer.
@@ -285,9 +575,15 @@ pub struct Writer<'py> {
 
 impl<'py> Writer<'py> {
     pub fn new(py: Python<'py>, capacity: usize) -> Self {
+        Self::with_buf(py, Vec::with_capacity(capacity))
+    }
+
+    /// A writer appending to `buf` (emptied first).
+    pub fn with_buf(py: Python<'py>, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Writer {
             py,
-            buf: Vec::with_capacity(capacity),
+            buf,
             depth: 0,
             stack: Vec::new(),
         }
@@ -323,40 +619,83 @@ impl<'py> Writer<'py> {
     }
 
     /// Write a pre-encoded `"key":` (with a leading comma when `count > 0`).
+    #[inline]
     pub fn raw_key(&mut self, count: usize, json_key: &[u8]) {
         if count > 0 {
             self.buf.push(b',');
         }
-        self.buf.extend_from_slice(json_key);
+        super::encode::append(&mut self.buf, json_key);
     }
 
     // ---- plain values (json.dumps semantics) ---------------------------
 
     pub fn write_value(&mut self, v: &Bound<'py, PyAny>) -> SerResult {
-        if v.is_none() {
+        match self.write_leaf(v.as_ptr()) {
+            Some(r) => r,
+            None => self.write_container(v),
+        }
+    }
+
+    /// Write `o` when it is a scalar that needs no Python code: None, an
+    /// exact str, bool, float, or an exact int that fits 64 bits. `None`
+    /// (nothing written) for anything else.
+    ///
+    /// `o` is a live object; it may be borrowed: nothing here runs Python code.
+    #[inline]
+    fn write_leaf(&mut self, o: *mut ffi::PyObject) -> Option<SerResult> {
+        let t = type_of(o);
+        if t == str_type() {
+            // SAFETY: `o` is a live exact str; the text is copied out at once.
+            return Some(match unsafe { utf8_of(o) } {
+                Some(s) => {
+                    write_str(&mut self.buf, s);
+                    Ok(())
+                }
+                None => Err(SerError::invalid(LONE_SURROGATE)),
+            });
+        }
+        if o == none() {
             self.buf.extend_from_slice(b"null");
-            return Ok(());
+            return Some(Ok(()));
         }
-        if v.is_exact_instance_of::<PyString>() {
-            write_str(&mut self.buf, str_utf8(v)?);
-            return Ok(());
+        if t == int_type() {
+            // SAFETY: `o` is a live exact int; GIL held.
+            let i = unsafe { ffi::PyLong_AsLongLong(o) };
+            // SAFETY: GIL held.
+            if i == -1 && !unsafe { ffi::PyErr_Occurred() }.is_null() {
+                // Beyond i64 (OverflowError): left to `write_int`.
+                // SAFETY: GIL held.
+                unsafe { ffi::PyErr_Clear() };
+                return None;
+            }
+            write_i64(&mut self.buf, i);
+            return Some(Ok(()));
         }
-        if v.is_exact_instance_of::<PyBool>() {
-            let t = v.is_truthy()?;
+        if t == float_type() {
+            // SAFETY: `o` is a live exact float: this cannot fail.
+            let f = unsafe { ffi::PyFloat_AsDouble(o) };
+            return Some(self.write_f64_checked(f));
+        }
+        if t == bool_type() {
+            // SAFETY: the address of the True singleton.
+            let t = o == unsafe { ffi::Py_True() };
             self.buf.extend_from_slice(if t { b"true" } else { b"false" });
-            return Ok(());
+            return Some(Ok(()));
         }
-        if v.is_exact_instance_of::<PyInt>() {
-            return self.write_int(v);
-        }
-        if v.is_exact_instance_of::<PyFloat>() {
-            return self.write_float(v);
+        None
+    }
+
+    /// Everything `write_leaf` does not take (held by the caller).
+    fn write_container(&mut self, v: &Bound<'py, PyAny>) -> SerResult {
+        let t = type_of(v.as_ptr());
+        if t == list_type() || t == tuple_type() {
+            return self.write_seq_exact(v);
         }
         if let Ok(d) = v.cast::<PyDict>() {
             return self.write_dict(d);
         }
-        if v.is_exact_instance_of::<PyList>() || v.is_exact_instance_of::<PyTuple>() {
-            return self.write_seq_plain(v);
+        if t == int_type() {
+            return self.write_int(v);
         }
         self.write_other(v)
     }
@@ -380,6 +719,11 @@ impl<'py> Writer<'py> {
 
     fn write_float(&mut self, v: &Bound<'py, PyAny>) -> SerResult {
         let f: f64 = v.extract()?;
+        self.write_f64_checked(f)
+    }
+
+    #[inline]
+    fn write_f64_checked(&mut self, f: f64) -> SerResult {
         if !f.is_finite() {
             return Err(SerError::invalid(format!(
                 "{} is not allowed in JSON",
@@ -399,10 +743,37 @@ impl<'py> Writer<'py> {
     fn write_dict(&mut self, d: &Bound<'py, PyDict>) -> SerResult {
         self.enter(d.as_any())?;
         self.buf.push(b'{');
-        for (count, (k, val)) in d.iter().enumerate() {
-            let key = self.dict_key(&k)?;
-            self.key(count, &key);
-            self.write_value(&val).map_err(|e| e.at(Seg::Key(key.clone())))?;
+        let mut pos = 0;
+        let mut count = 0;
+        while let Some((k, v)) = dict_next(d, &mut pos) {
+            if count > 0 {
+                self.buf.push(b',');
+            }
+            count += 1;
+            if type_of(k) == str_type() {
+                // SAFETY: `k` is a live exact str borrowed from `d` (held);
+                // `key` is used only while `k` is alive: right away for a
+                // scalar value (no Python code runs), else under `_k`.
+                let Some(key) = (unsafe { utf8_of(k) }) else {
+                    return Err(SerError::invalid(LONE_SURROGATE));
+                };
+                write_str(&mut self.buf, key);
+                self.buf.push(b':');
+                if let Some(r) = self.write_leaf(v) {
+                    r.map_err(|e| e.at(Seg::Key(key.to_owned())))?;
+                } else {
+                    let _k = own(self.py, k);
+                    let v = own(self.py, v);
+                    self.write_container(&v)
+                        .map_err(|e| e.at(Seg::Key(key.to_owned())))?;
+                }
+            } else {
+                let (k, v) = (own(self.py, k), own(self.py, v));
+                let key = self.dict_key(&k)?;
+                write_str(&mut self.buf, &key);
+                self.buf.push(b':');
+                self.write_value(&v).map_err(|e| e.at(Seg::Key(key.clone())))?;
+            }
         }
         self.buf.push(b'}');
         self.leave();
@@ -446,6 +817,28 @@ impl<'py> Writer<'py> {
         )))
     }
 
+    /// An exact list or tuple, item by item (borrowed items; the length is
+    /// read again after each, as a list may change under user code).
+    fn write_seq_exact(&mut self, v: &Bound<'py, PyAny>) -> SerResult {
+        self.enter(v)?;
+        self.buf.push(b'[');
+        let mut i = 0;
+        while let Some(item) = seq_item(v, i) {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            match self.write_leaf(item) {
+                Some(r) => r,
+                None => self.write_container(&own(self.py, item)),
+            }
+            .map_err(|e| e.at(Seg::Index(i)))?;
+            i += 1;
+        }
+        self.buf.push(b']');
+        self.leave();
+        Ok(())
+    }
+
     fn write_seq_plain(&mut self, v: &Bound<'py, PyAny>) -> SerResult {
         self.enter(v)?;
         self.buf.push(b'[');
@@ -459,7 +852,6 @@ impl<'py> Writer<'py> {
         self.leave();
         Ok(())
     }
-
     /// Everything that is not an exact builtin JSON type.
     fn write_other(&mut self, v: &Bound<'py, PyAny>) -> SerResult {
         let py = self.py;
@@ -478,10 +870,10 @@ impl<'py> Writer<'py> {
         if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
             return self.write_seq_plain(v);
         }
-        if let Some(fields) = dataclass_fields(v)? {
+        if let Some(info) = dataclass_info(v)? {
             // A dataclass inside a plain value: the dataclass rules apply.
             let start = self.buf.len();
-            if !self.write_dataclass(v, &fields)? {
+            if !self.write_dataclass(v, &info)? {
                 self.buf.truncate(start);
                 self.buf.extend_from_slice(b"{}");
             }
@@ -543,21 +935,59 @@ impl<'py> Writer<'py> {
 
     // ---- dataclass rules -------------------------------------------------
 
-    /// Write `obj` (a dataclass) as an object under the omission rules.
-    /// Returns false, having written nothing, when no field survives.
-    pub fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, fields: &[Field]) -> SerResult<bool> {
+    /// Write `obj` (a dataclass, `info` its type's) as an object under the
+    /// omission rules. Returns false, having written nothing, when no field
+    /// survives.
+    pub fn write_dataclass(&mut self, obj: &Bound<'py, PyAny>, info: &TypeInfo) -> SerResult<bool> {
+        let Some(fields) = info.fields.as_deref() else {
+            return Ok(false);
+        };
         self.enter(obj)?;
         let start = self.buf.len();
         self.buf.push(b'{');
-        let values = field_values(obj, fields)?;
         let mut count = 0;
-        for (field, value) in fields.iter().zip(values) {
-            let Some(value) = value else { continue };
-            if self
-                .write_field(count, &field.json_key, &value)
-                .map_err(|e| e.at_key(&field.text))?
-            {
-                count += 1;
+        if info.plain {
+            let d = plain_dict(obj)?;
+            // A dataclass `__init__` fills the instance dict in field order
+            // with the interned names: walk the dict alongside the fields,
+            // comparing key pointers; each value is written as it is read.
+            let mut pos = 0;
+            let mut j = 0;
+            while j < fields.len() {
+                let Some((k, v)) = dict_next(&d, &mut pos) else {
+                    break;
+                };
+                if k != fields[j].name.as_ptr() {
+                    break;
+                }
+                // `v` is borrowed from `d` (held) and used right away.
+                if self.dataclass_field(count, &fields[j], v)? {
+                    count += 1;
+                }
+                j += 1;
+            }
+            // Anything unusual (reordered, deleted): a lookup per field.
+            for (f, &class_attr) in fields[j..].iter().zip(&info.class_attr[j..]) {
+                if let Some(v) = dict_lookup(&d, &f.name)? {
+                    if self.dataclass_field(count, f, v)? {
+                        count += 1;
+                    }
+                } else if class_attr {
+                    if let Some(v) = getattr_or_none(obj, f.name.bind(self.py))? {
+                        if self.dataclass_field(count, f, v.as_ptr())? {
+                            count += 1;
+                        }
+                    }
+                }
+            }
+        } else {
+            let inst = instance_dict(obj);
+            for f in fields {
+                if let Some(v) = read_field(obj, inst.as_ref(), f.name.bind(self.py))? {
+                    if self.dataclass_field(count, f, v.as_ptr())? {
+                        count += 1;
+                    }
+                }
             }
         }
         if count == 0 {
@@ -570,6 +1000,27 @@ impl<'py> Writer<'py> {
         Ok(true)
     }
 
+    /// One field value (live, possibly borrowed: used before any Python code
+    /// runs, or owned first): nothing for None, else as `write_field`.
+    #[inline]
+    fn dataclass_field(&mut self, count: usize, f: &Field, v: *mut ffi::PyObject) -> SerResult<bool> {
+        if v == none() {
+            return Ok(false);
+        }
+        let start = self.buf.len();
+        self.raw_key(count, &f.json_key);
+        if let Some(r) = self.write_leaf(v) {
+            r.map_err(|e| e.at_key(&f.text))?;
+            return Ok(true);
+        }
+        let v = own(self.py, v);
+        let kept = self.field_body(&v).map_err(|e| e.at_key(&f.text))?;
+        if !kept {
+            self.buf.truncate(start);
+        }
+        Ok(kept)
+    }
+
     /// One non-None dataclass field: `"key":value`, or nothing when the
     /// value is an empty dataclass or a list that ends up empty.
     pub fn write_field(
@@ -580,31 +1031,32 @@ impl<'py> Writer<'py> {
     ) -> SerResult<bool> {
         let start = self.buf.len();
         self.raw_key(count, json_key);
-        let kept = if value.is_exact_instance_of::<PyList>() || value.is_exact_instance_of::<PyTuple>() {
-            self.write_filtered_list(value)?
-        } else if let Some(fields) = self.nested_dataclass(value)? {
-            self.write_dataclass(value, &fields)?
-        } else {
-            self.write_value(value)?;
-            true
-        };
+        let kept = self.field_body(value)?;
         if !kept {
             self.buf.truncate(start);
         }
         Ok(kept)
     }
 
-    fn nested_dataclass(&self, value: &Bound<'py, PyAny>) -> SerResult<Option<Fields>> {
+    /// The value of a dataclass field (not None) under the dataclass rules.
+    fn field_body(&mut self, value: &Bound<'py, PyAny>) -> SerResult<bool> {
+        let t = type_of(value.as_ptr());
+        if t == list_type() || t == tuple_type() {
+            self.write_filtered_list(value)
+        } else if let Some(info) = self.nested_dataclass(value)? {
+            self.write_dataclass(value, &info)
+        } else {
+            self.write_value(value)?;
+            Ok(true)
+        }
+    }
+
+    fn nested_dataclass(&self, value: &Bound<'py, PyAny>) -> SerResult<Option<Rc<TypeInfo>>> {
         // Exact builtins are never dataclasses: skip the type lookup.
-        if value.is_exact_instance_of::<PyString>()
-            || value.is_exact_instance_of::<PyInt>()
-            || value.is_exact_instance_of::<PyFloat>()
-            || value.is_exact_instance_of::<PyBool>()
-            || value.is_exact_instance_of::<PyDict>()
-        {
+        if is_plain_builtin(value.as_ptr()) {
             return Ok(None);
         }
-        dataclass_fields(value)
+        dataclass_info(value)
     }
 
     /// A list field: `None` items and empty dataclass items dropped; other
@@ -614,22 +1066,33 @@ impl<'py> Writer<'py> {
         let start = self.buf.len();
         self.buf.push(b'[');
         let mut count = 0;
-        for (i, item) in list.try_iter()?.enumerate() {
-            let item = item?;
-            if item.is_none() {
+        let mut i = 0;
+        while let Some(item) = seq_item(list, i) {
+            let index = i;
+            i += 1;
+            if item == none() {
                 continue;
             }
             let before = self.buf.len();
             if count > 0 {
                 self.buf.push(b',');
             }
-            let kept = match self.nested_dataclass(&item).map_err(|e| e.at(Seg::Index(i)))? {
-                Some(fields) => self
-                    .write_dataclass(&item, &fields)
-                    .map_err(|e| e.at(Seg::Index(i)))?,
-                None => {
-                    self.write_value(&item).map_err(|e| e.at(Seg::Index(i)))?;
-                    true
+            let kept = if let Some(r) = self.write_leaf(item) {
+                r.map_err(|e| e.at(Seg::Index(index)))?;
+                true
+            } else {
+                let item = own(self.py, item);
+                match self
+                    .nested_dataclass(&item)
+                    .map_err(|e| e.at(Seg::Index(index)))?
+                {
+                    Some(info) => self
+                        .write_dataclass(&item, &info)
+                        .map_err(|e| e.at(Seg::Index(index)))?,
+                    None => {
+                        self.write_value(&item).map_err(|e| e.at(Seg::Index(index)))?;
+                        true
+                    }
                 }
             };
             if kept {
@@ -645,6 +1108,24 @@ impl<'py> Writer<'py> {
         }
         self.buf.push(b']');
         Ok(true)
+    }
+}
+
+/// Item `i` of the exact list or tuple `seq` (borrowed), `None` past the end.
+#[inline]
+pub fn seq_item(seq: &Bound<'_, PyAny>, i: usize) -> Option<*mut ffi::PyObject> {
+    let p = seq.as_ptr();
+    let i = i as ffi::Py_ssize_t;
+    // SAFETY: `seq` is a live exact list or tuple (checked by the callers),
+    // the GIL is held; the index is bounds-checked against the current
+    // length first, so the getters cannot fail. The item is borrowed from
+    // `seq`, which the caller holds.
+    unsafe {
+        if type_of(p) == list_type() {
+            (i < ffi::PyList_Size(p)).then(|| ffi::PyList_GetItem(p, i))
+        } else {
+            (i < ffi::PyTuple_Size(p)).then(|| ffi::PyTuple_GetItem(p, i))
+        }
     }
 }
 
