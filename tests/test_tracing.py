@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import re
 import sys
@@ -581,7 +582,12 @@ def test_record_prompt_fetch_only_inside_scope() -> None:
         pass
 
     no_fetch()
-    assert not hasattr(no_fetch.last_trace, "_prompt_studio")  # type: ignore[attr-defined]
+    td = no_fetch.last_trace  # type: ignore[attr-defined]
+    # The class-level default (as the anchor's getattr(..., "_prompt_studio", None)
+    # sees it), not a field: not in asdict(), not on the wire.
+    assert td._prompt_studio is None and "_prompt_studio" not in vars(td)
+    assert "_prompt_studio" not in dataclasses.asdict(td)
+    assert b"prompt_studio" not in infinium.dumps(td)
 
 
 # --- decorators: sending through the clients --------------------------------------------------

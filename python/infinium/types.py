@@ -8,7 +8,7 @@ The Rust core serialises them straight from these objects (see ``dumps``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, ClassVar, Dict, List, Optional, Union
 
 __all__ = [
     "ApiResponse",
@@ -274,6 +274,10 @@ class TaskData:
     expected_outcome: Optional[ExpectedOutcome] = None
     environment: Optional[EnvironmentContext] = None
     errors: Optional[List[ErrorDetail]] = None
+    #: Set on an instance by the decorators when prompts were fetched (sent as
+    #: ``prompt_studio``). Not a field; the class-level None lets the
+    #: serialiser read it without an AttributeError for every other trace.
+    _prompt_studio: ClassVar[Optional[Dict[str, Any]]] = None
 
 
 @dataclass

@@ -386,6 +386,18 @@ pub fn dataclass_info(obj: &Bound<'_, PyAny>) -> SerResult<Option<Rc<TypeInfo>>>
     Ok(if info.fields.is_some() { Some(info) } else { None })
 }
 
+/// Whether a dataclass is best read through its instance `__dict__`.
+///
+/// Before Python 3.11 every instance has a real dict, and one walk of it
+/// beats a getattr per field. From 3.11 on, instances keep their attributes
+/// inline and the first access to `__dict__` builds a dict (1-2 µs per
+/// object, kept for the object's life: ~50 µs and ~20 KB for a fresh 12-step
+/// trace); getattr reads the inline values without building anything.
+fn walk_instance_dicts(py: Python<'_>) -> bool {
+    static WALK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WALK.get_or_init(|| py.version_info() < (3, 11))
+}
+
 /// The instance `__dict__` of an object whose type is `plain`.
 pub fn plain_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
     // SAFETY: `obj` is alive (we hold a reference) and the GIL is held; the
@@ -509,7 +521,8 @@ pub fn read_names<'py>(
     let py = obj.py();
     let mut out: Vec<Option<Option<Bound<'py, PyAny>>>> = Vec::with_capacity(names.len());
     out.resize_with(names.len(), || None);
-    if info.plain {
+    let walk = walk_instance_dicts(py);
+    if info.plain && walk {
         let d = plain_dict(obj)?;
         let mut pos = 0;
         let mut cursor = 0;
@@ -535,7 +548,7 @@ pub fn read_names<'py>(
             }
         }
     } else {
-        let inst = instance_dict(obj);
+        let inst = if walk { instance_dict(obj) } else { None };
         for (j, slot) in out.iter_mut().enumerate() {
             let name = names[j].name.bind(py);
             if let Some(d) = &inst {
@@ -946,7 +959,8 @@ impl<'py> Writer<'py> {
         let start = self.buf.len();
         self.buf.push(b'{');
         let mut count = 0;
-        if info.plain {
+        let walk = walk_instance_dicts(self.py);
+        if info.plain && walk {
             let d = plain_dict(obj)?;
             // A dataclass `__init__` fills the instance dict in field order
             // with the interned names: walk the dict alongside the fields,
@@ -981,7 +995,7 @@ impl<'py> Writer<'py> {
                 }
             }
         } else {
-            let inst = instance_dict(obj);
+            let inst = if walk { instance_dict(obj) } else { None };
             for f in fields {
                 if let Some(v) = read_field(obj, inst.as_ref(), f.name.bind(self.py))? {
                     if self.dataclass_field(count, f, v.as_ptr())? {
