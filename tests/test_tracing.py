@@ -90,56 +90,67 @@ def test_builder_fluent_numbering_and_build() -> None:
     assert b'"steps":[{"step_number":1' in body
 
 
-def test_dataclass_field_orders_the_hot_path_relies_on() -> None:
+def test_positional_construction_matches_keywords() -> None:
     # tracing.py builds TaskData, ExecutionStep and EnvironmentContext with
-    # positional arguments (half the cost of keywords): their field order is
-    # part of the contract (it is also the anchor's, and dataclasses.asdict's).
-    from dataclasses import fields
+    # positional arguments (half the cost of keywords): every field must land
+    # where its keyword would put it.
+    from infinium.tracing import _assemble
+    from infinium.types import (
+        EnvironmentContext,
+        ExecutionStep,
+        ExpectedOutcome,
+        TaskData,
+        ToolCall,
+    )
 
-    from infinium.types import EnvironmentContext, ExecutionStep, TaskData
+    step = StepContext(7, "tool_use", "call")
+    step._duration_ms = 12
+    step.set_input("in").set_output("out").set_metadata({"k": 1})
+    step.record_tool_call("search", duration_ms=3)
+    step._error = ErrorDetail("E", "m")
+    step.record_llm_call("gpt", provider="openai", prompt_tokens=1)
+    built = step._build()
+    assert built == ExecutionStep(
+        step_number=7,
+        action="tool_use",
+        description="call",
+        duration_ms=12,
+        input_preview="in",
+        output_preview="out",
+        error=ErrorDetail("E", "m"),
+        tool_call=ToolCall(tool_name="search", duration_ms=3),
+        llm_call=built.llm_call,
+        metadata={"k": 1},
+    )
+    assert built.llm_call is not None and built.llm_call.model == "gpt"
 
-    assert [f.name for f in fields(TaskData)] == [
-        "name",
-        "description",
-        "current_datetime",
-        "duration",
-        "time_tracking",
-        "customer",
-        "support",
-        "sales",
-        "marketing",
-        "content",
-        "research",
-        "project",
-        "development",
-        "executive",
-        "general",
-        "llm_usage",
-        "input_summary",
-        "output_summary",
-        "steps",
-        "expected_outcome",
-        "environment",
-        "errors",
-    ]
-    assert [f.name for f in fields(ExecutionStep)] == [
-        "step_number",
-        "action",
-        "description",
-        "duration_ms",
-        "input_preview",
-        "output_preview",
-        "error",
-        "tool_call",
-        "llm_call",
-        "metadata",
-    ]
-    assert [f.name for f in fields(EnvironmentContext)][:4] == [
-        "framework",
-        "framework_version",
-        "python_version",
-        "sdk_version",
-    ]
+    usage = LlmUsage(model="gpt", api_calls_count=1)
+    outcome = ExpectedOutcome(task_objective="o")
+    errors = [ErrorDetail("X", "y")]
+    td = _assemble(
+        "n",
+        "d",
+        time.perf_counter_ns(),
+        "in",
+        "out",
+        [built],
+        errors,
+        expected_outcome=outcome,
+        llm_usage=usage,
+    )
+    assert td == TaskData(
+        name="n",
+        description="d",
+        current_datetime=td.current_datetime,
+        duration=td.duration,
+        llm_usage=usage,
+        input_summary="in",
+        output_summary="out",
+        steps=[built],
+        expected_outcome=outcome,
+        environment=EnvironmentContext(python_version=PY_VERSION, sdk_version=infinium.__version__),
+        errors=errors,
+    )
 
 
 def test_timestamps_are_now_in_utc_with_microseconds() -> None:
