@@ -47,6 +47,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_PAYLOAD_SIZE", payload::validate::MAX_PAYLOAD_SIZE)?;
     m.add_function(wrap_pyfunction!(payload::dumps, m)?)?;
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
+    m.add_function(wrap_pyfunction!(payload::_set_field_reading, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(clock::iso_now, m)?)?;
     m.add_class::<client::CoreClient>()?;

@@ -7,8 +7,10 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import gc
 import json
 import random
+import sys
 import uuid
 from typing import Any, Dict, List, Optional
 
@@ -41,6 +43,18 @@ from infinium import (
 from .conftest import run_script
 
 WHEN = "2026-11-22T04:06:00.123456Z"
+
+
+@pytest.fixture(autouse=True, params=["as-this-python-prefers", "through-__dict__"])
+def field_reading(request: pytest.FixtureRequest) -> Any:
+    """Every test here runs with both ways of reading dataclass fields: the
+    one this Python gets by default (getattr on 3.11+) and the ``__dict__``
+    walk (the default before 3.11)."""
+    from infinium import _core
+
+    _core._set_field_reading("dict" if request.param == "through-__dict__" else None)
+    yield request.param
+    _core._set_field_reading(None)
 
 
 def body(task: Any) -> Dict[str, Any]:
@@ -446,3 +460,21 @@ def test_bodies_are_byte_identical_to_the_anchor(anchor_python: str) -> None:
     assert len(ours) == len(theirs) == 6
     for a, b in zip(ours, theirs):
         assert bytes.fromhex(a) == bytes.fromhex(b), (bytes.fromhex(a), bytes.fromhex(b))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="instance dicts are built lazily from 3.11")
+def test_serialising_does_not_build_instance_dicts(field_reading: str) -> None:
+    # From 3.11 a dataclass instance keeps its attributes inline until someone
+    # asks for __dict__, which builds (and keeps) a dict: ~1-2 µs and a few
+    # hundred bytes per object. The serialiser reads fields with getattr, so a
+    # trace comes out of dumps() as it went in. (gc.get_referents shows the
+    # instance dict once it exists, else the attribute values.)
+    def has_dict(obj: Any) -> bool:
+        return any(type(r) is dict for r in gc.get_referents(obj))
+
+    step = ExecutionStep(1, "a", "b", 5, "in", "out")
+    task = TaskData("n", "d", WHEN, 1.0, steps=[step], environment=EnvironmentContext(region="eu"))
+    assert not has_dict(task) and not has_dict(step)
+    infinium.dumps(task)
+    built = field_reading == "through-__dict__"
+    assert has_dict(task) is built and has_dict(step) is built

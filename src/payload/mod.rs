@@ -364,6 +364,24 @@ pub fn serialize_value(v: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
 }
 
 /// `infinium.dumps(task_data) -> bytes`: exactly the body that would be sent.
+/// Testing aid: read dataclass fields through `__dict__` ("dict"), with
+/// getattr ("getattr"), or as the running Python makes cheapest (None).
+#[pyfunction]
+#[pyo3(signature = (mode=None))]
+pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
+    value::set_read_mode(match mode {
+        None => value::READ_BY_VERSION,
+        Some("dict") => value::READ_DICT,
+        Some("getattr") => value::READ_GETATTR,
+        Some(other) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "mode must be 'dict', 'getattr' or None, not {other:?}"
+            )))
+        }
+    });
+    Ok(())
+}
+
 #[pyfunction]
 pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize(task_data))?;

@@ -395,7 +395,22 @@ pub fn dataclass_info(obj: &Bound<'_, PyAny>) -> SerResult<Option<Rc<TypeInfo>>>
 /// trace); getattr reads the inline values without building anything.
 fn walk_instance_dicts(py: Python<'_>) -> bool {
     static WALK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WALK.get_or_init(|| py.version_info() < (3, 11))
+    match READ_MODE.load(std::sync::atomic::Ordering::Relaxed) {
+        READ_DICT => true,
+        READ_GETATTR => false,
+        _ => *WALK.get_or_init(|| py.version_info() < (3, 11)),
+    }
+}
+
+/// How dataclass fields are read: by Python version (the default), or forced
+/// (the tests run the serialiser both ways on whatever Python they have).
+static READ_MODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(READ_BY_VERSION);
+pub const READ_BY_VERSION: u8 = 0;
+pub const READ_DICT: u8 = 1;
+pub const READ_GETATTR: u8 = 2;
+
+pub fn set_read_mode(mode: u8) {
+    READ_MODE.store(mode, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The instance `__dict__` of an object whose type is `plain`.
