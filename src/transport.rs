@@ -300,15 +300,23 @@ impl Transport {
 
     /// `base_url + path` parsed, from the one-entry cache when it is the
     /// last path again; the text itself when it does not parse.
+    ///
+    /// The cache is only ever `try_lock`ed: the transport outlives a fork, and
+    /// a lock some parent thread held at that moment would never be released
+    /// in the child. Contended or stuck, a request just parses its URL.
     fn url(&self, path: &str) -> Result<reqwest::Url, String> {
-        if let Some((p, u)) = self.last_url.lock().as_ref() {
-            if p == path {
-                return Ok(u.clone());
+        if let Some(cache) = self.last_url.try_lock() {
+            if let Some((p, u)) = cache.as_ref() {
+                if p == path {
+                    return Ok(u.clone());
+                }
             }
         }
         let text = format!("{}{}", self.cfg.base_url, path);
         let url = reqwest::Url::parse(&text).map_err(|_| text)?;
-        *self.last_url.lock() = Some((path.to_owned(), url.clone()));
+        if let Some(mut cache) = self.last_url.try_lock() {
+            *cache = Some((path.to_owned(), url.clone()));
+        }
         Ok(url)
     }
 
