@@ -11,7 +11,10 @@ import time
 from .conftest import CaptureServer, Reply
 
 SCRIPT = """
-import sys, time
+import signal, sys, time
+# What an interactive Python has; a parent started in the background (a CI
+# runner, `cmd &`) may hand the child SIGINT ignored, and Python then keeps it so.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from infinium import InfiniumClient
 c = InfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="secret-123",
                    base_url=sys.argv[1], timeout=60, max_retries=0)
