@@ -40,7 +40,7 @@ use crate::error::Error;
 use crate::runtime;
 use crate::transport::Transport;
 use queue::{Counters, Item, State};
-use spool::Spool;
+use spool::{Spool, SpoolRef};
 use worker::Done;
 
 /// Pending warnings kept for Python at most.
@@ -204,22 +204,7 @@ impl Inner {
             if let Some(spool) = &self.spool {
                 // Overflow goes to disk; the replayer brings it back.
                 drop(st);
-                let mut sp = spool.lock();
-                let spilled = match on_disk {
-                    Some(r) => {
-                        sp.release(r);
-                        Ok(())
-                    }
-                    None => sp.append(&key, &body, false).map(|_| ()),
-                };
-                drop(sp);
-                match spilled {
-                    Ok(()) => Counters::add(&self.counters.spooled, 1),
-                    Err(e) => {
-                        self.warn(format!("cannot write the spool, trace dropped: {e}"));
-                        Counters::add(&self.counters.dropped, 1);
-                    }
-                }
+                self.spill(spool, &key, &body, on_disk);
                 return Ok(key);
             }
             let mut n = 0;
@@ -292,13 +277,20 @@ impl Inner {
     }
 
     fn hand_to_spool(&self, spool: &Mutex<Spool>, item: Item) {
+        self.spill(spool, &item.key, &item.body, item.spool);
+    }
+
+    /// Leave a trace to the spool: one already on disk (`on_disk`) is
+    /// released for the replayer, any other is appended; counted as spooled,
+    /// or as dropped (with a warning) when the spool cannot be written.
+    fn spill(&self, spool: &Mutex<Spool>, key: &str, body: &[u8], on_disk: Option<SpoolRef>) {
         let mut sp = spool.lock();
-        let r = match item.spool {
+        let r = match on_disk {
             Some(r) => {
                 sp.release(r);
                 Ok(())
             }
-            None => sp.append(&item.key, &item.body, false).map(|_| ()),
+            None => sp.append(key, body, false).map(|_| ()),
         };
         drop(sp);
         match r {
