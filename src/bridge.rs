@@ -86,8 +86,11 @@ where
     }
 }
 
-/// `wait` by spawning onto the runtime and receiving the result.
-fn wait_spawned<F, T>(py: Python<'_>, fut: F) -> Result<T, Error>
+/// `wait` by spawning onto the runtime and receiving the result: for a
+/// future that mostly coordinates other tasks (a batch dispatcher), running
+/// it on a worker keeps its wake-ups on that worker instead of crossing to
+/// the waiting thread each time.
+pub fn wait_spawned<F, T>(py: Python<'_>, fut: F) -> Result<T, Error>
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
