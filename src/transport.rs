@@ -148,6 +148,10 @@ impl Transport {
         install_crypto_provider();
         let c = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are ours (SPEC §4). reqwest's own policy would also copy
+            // every request's method, URI and headers before sending it, in
+            // case a retry were needed; with a limit of 0 it copies nothing.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .timeout(Duration::from_secs_f64(self.cfg.timeout))
             .pool_max_idle_per_host(self.cfg.pool_size.max(1))
             .pool_idle_timeout(Duration::from_secs(60))
