@@ -54,55 +54,20 @@ where
 /// Block the calling thread (GIL released) until `fut` completes; answer
 /// signals every 100 ms.
 ///
-/// The future is driven on the calling thread itself (`block_on`), so a
-/// request costs one cross-thread wake-up (from the I/O driver) instead of a
-/// spawn plus a result hand-off. From inside a runtime context (where
-/// `block_on` is not allowed) it falls back to spawning and waiting.
+/// The future runs as a task on the runtime and the caller waits on a
+/// channel (no runtime timer for the 100 ms signal tick). Driving it on the
+/// calling thread instead (`block_on`) saves no cross-thread wake-up, since
+/// reqwest runs every connection as a task of its own on the workers anyway.
+/// Measured A/B on one interpreter: a blocking `send_task_data` of fresh
+/// traces ~3 % faster this way, a bare request of ready bytes ~5 % slower.
 pub fn wait<F, T>(py: Python<'_>, fut: F) -> Result<T, Error>
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return wait_spawned(py, fut);
-    }
-    let rt = runtime::get()?;
-    let mut fut = Box::pin(AssertUnwindSafe(fut).catch_unwind());
-    loop {
-        let step = py.detach(|| {
-            rt.block_on(async {
-                tokio::select! {
-                    r = &mut fut => Some(r),
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => None,
-                }
-            })
-        });
-        match step {
-            Some(Ok(r)) => return r,
-            Some(Err(p)) => return Err(from_panic(p)),
-            // Dropping `fut` on the error path cancels the request.
-            None => py.check_signals().map_err(Error::Python)?,
-        }
-    }
-}
-
-/// `wait` by spawning onto the runtime and receiving the result: for a
-/// future that mostly coordinates other tasks (a batch dispatcher), running
-/// it on a worker keeps its wake-ups on that worker instead of crossing to
-/// the waiting thread each time.
-pub fn wait_spawned<F, T>(py: Python<'_>, fut: F) -> Result<T, Error>
-where
-    F: Future<Output = Result<T, Error>> + Send + 'static,
-    T: Send + 'static,
-{
-    let (tx, rx) = mpsc::sync_channel::<Result<T, Error>>(1);
+    let (abort, rx) = spawn_answering(fut)?;
     // Receiver is Send but not Sync; the mutex lets the detached closure borrow it.
     let rx = parking_lot::Mutex::new(rx);
-    let handle = spawn_caught(async move {
-        let r = fut.await;
-        let _ = tx.send(r);
-        Ok(())
-    })?;
     loop {
         let got = py.detach(|| rx.lock().recv_timeout(Duration::from_millis(100)));
         match got {
@@ -114,12 +79,31 @@ where
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Err(e) = py.check_signals() {
-                    handle.abort();
+                    // Dropping the task's future cancels the request.
+                    abort.abort();
                     return Err(Error::Python(e));
                 }
             }
         }
     }
+}
+
+/// Spawn `fut` on the runtime; its result arrives on the receiver, a panic
+/// as an `Error` like any other (never a silent hang-up).
+fn spawn_answering<F, T>(fut: F) -> Result<(AbortHandle, mpsc::Receiver<Result<T, Error>>), Error>
+where
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel::<Result<T, Error>>(1);
+    let handle = runtime::get()?.spawn(async move {
+        let r = match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(r) => r,
+            Err(p) => Err(from_panic(p)),
+        };
+        let _ = tx.send(r);
+    });
+    Ok((handle.abort_handle(), rx))
 }
 
 static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -183,4 +167,44 @@ where
         },),
     )?;
     Ok(py_fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spawned_future_answers_with_its_result() {
+        let (_abort, rx) = spawn_answering(async { Ok::<u32, Error>(42) }).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got.unwrap(), 42);
+    }
+
+    #[test]
+    fn a_panicking_future_answers_with_an_error() {
+        let (_abort, rx) = spawn_answering(async {
+            let parsed: Result<u32, _> = "not a number".parse::<u32>();
+            Ok::<u32, Error>(parsed.expect("boom"))
+        })
+        .unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            got.unwrap_err().message(),
+            "Unexpected error: internal error in the Rust core: boom: ParseIntError { kind: InvalidDigit }"
+        );
+    }
+
+    #[test]
+    fn an_aborted_future_hangs_up() {
+        let (abort, rx) = spawn_answering(async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<u32, Error>(1)
+        })
+        .unwrap();
+        abort.abort();
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        ));
+    }
 }

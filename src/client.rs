@@ -176,7 +176,7 @@ impl CoreClient {
         fail_fast: bool,
     ) -> PyResult<Py<PyAny>> {
         let fut = batch::run(self.transport.clone(), &tasks, path, max_concurrent, fail_fast);
-        let out = bridge::wait_spawned(py, fut)?;
+        let out = bridge::wait(py, fut)?;
         batch::outcome_to_py(py, out)
     }
 
