@@ -75,6 +75,68 @@ def test_async_batch_order_and_concurrency_limit(
     assert seq.successful == 3
 
 
+def test_sync_batch_leaves_the_gil_to_other_threads(
+    capture_server: CaptureServer, agent_id: str, agent_secret: str
+) -> None:
+    def slow(req: Captured) -> Reply:
+        time.sleep(0.02)
+        return echo_name(req)
+
+    capture_server.responder = slow
+    c = make_client(InfiniumClient, capture_server, agent_id, agent_secret)
+    ticks = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        # Pure Python: it only advances while it holds the GIL.
+        nonlocal ticks
+        while not stop.is_set():
+            for _ in range(200):
+                pass
+            ticks += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        result = c.send_tasks_batch(tasks(20), max_concurrent=2)
+    finally:
+        stop.set()
+        spinner.join()
+    assert result.successful == 20
+    # ~0.2 s of sending; a batch holding the GIL would leave the thread ~0 turns.
+    assert ticks > 100
+
+
+def test_async_batch_never_blocks_the_loop(
+    capture_server: CaptureServer, agent_id: str, agent_secret: str
+) -> None:
+    def slow(req: Captured) -> Reply:
+        time.sleep(0.02)
+        return echo_name(req)
+
+    capture_server.responder = slow
+    c = make_client(AsyncInfiniumClient, capture_server, agent_id, agent_secret)
+
+    async def main() -> tuple[BatchResult, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        result = await c.send_tasks_batch(tasks(20), max_concurrent=2)
+        t.cancel()
+        return result, ticks
+
+    result, ticks = asyncio.run(main())
+    assert result.successful == 20
+    # ~0.2 s of sending at one tick per 5 ms: a blocked loop would tick ~once.
+    assert ticks >= 10
+
+
 def test_validation_failures_fail_alone(
     capture_server: CaptureServer, agent_id: str, agent_secret: str
 ) -> None:
