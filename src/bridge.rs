@@ -36,19 +36,24 @@ pub fn python_alive() -> bool {
     !SHUTTING_DOWN.load(Ordering::SeqCst) && unsafe { pyo3::ffi::Py_IsInitialized() } != 0
 }
 
+/// `fut`, with a panic turned into an `Error` like any other.
+async fn caught<F, T>(fut: F) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => Err(from_panic(p)),
+    }
+}
+
 /// Run `fut` on the runtime, catching panics.
 fn spawn_caught<F, T>(fut: F) -> Result<tokio::task::JoinHandle<Result<T, Error>>, Error>
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
-    let rt = runtime::get()?;
-    Ok(rt.spawn(async move {
-        match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(r) => r,
-            Err(p) => Err(from_panic(p)),
-        }
-    }))
+    Ok(runtime::get()?.spawn(caught(fut)))
 }
 
 /// Block the calling thread (GIL released) until `fut` completes; answer
@@ -97,11 +102,7 @@ where
 {
     let (tx, rx) = mpsc::sync_channel::<Result<T, Error>>(1);
     let handle = runtime::get()?.spawn(async move {
-        let r = match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(r) => r,
-            Err(p) => Err(from_panic(p)),
-        };
-        let _ = tx.send(r);
+        let _ = tx.send(caught(fut).await);
     });
     Ok((handle.abort_handle(), rx))
 }
