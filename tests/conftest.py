@@ -3,6 +3,7 @@ and the anchor SDK (``infinium-o2==1.2.0``) in a separate cached venv."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,7 +14,18 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import pytest
 
@@ -47,6 +59,25 @@ class Reply:
 
 
 Responder = Callable[[Captured], Reply]
+T = TypeVar("T")
+
+
+async def while_ticking(work: Awaitable[T], every: float) -> Tuple[T, int]:
+    """Await ``work`` while another task ticks every ``every`` seconds; return
+    its result and the tick count (a loop blocked throughout ticks ~once)."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(every)
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    try:
+        return await work, ticks
+    finally:
+        t.cancel()
 
 
 def _default_reply(req: Captured) -> Reply:

@@ -19,7 +19,7 @@ from infinium import (
     ValidationError,
 )
 
-from .conftest import Captured, CaptureServer, Reply, make_client
+from .conftest import Captured, CaptureServer, Reply, make_client, while_ticking
 
 WHEN = "2026-11-22T04:06:00Z"
 
@@ -75,14 +75,16 @@ def test_async_batch_order_and_concurrency_limit(
     assert seq.successful == 3
 
 
+def slow_echo(req: Captured) -> Reply:
+    reply = echo_name(req)
+    reply.delay = 0.02
+    return reply
+
+
 def test_sync_batch_leaves_the_gil_to_other_threads(
     capture_server: CaptureServer, agent_id: str, agent_secret: str
 ) -> None:
-    def slow(req: Captured) -> Reply:
-        time.sleep(0.02)
-        return echo_name(req)
-
-    capture_server.responder = slow
+    capture_server.responder = slow_echo
     c = make_client(InfiniumClient, capture_server, agent_id, agent_secret)
     ticks = 0
     stop = threading.Event()
@@ -110,28 +112,10 @@ def test_sync_batch_leaves_the_gil_to_other_threads(
 def test_async_batch_never_blocks_the_loop(
     capture_server: CaptureServer, agent_id: str, agent_secret: str
 ) -> None:
-    def slow(req: Captured) -> Reply:
-        time.sleep(0.02)
-        return echo_name(req)
-
-    capture_server.responder = slow
+    capture_server.responder = slow_echo
     c = make_client(AsyncInfiniumClient, capture_server, agent_id, agent_secret)
-
-    async def main() -> tuple[BatchResult, int]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.005)
-                ticks += 1
-
-        t = asyncio.create_task(ticker())
-        result = await c.send_tasks_batch(tasks(20), max_concurrent=2)
-        t.cancel()
-        return result, ticks
-
-    result, ticks = asyncio.run(main())
+    batch = c.send_tasks_batch(tasks(20), max_concurrent=2)
+    result, ticks = asyncio.run(while_ticking(batch, 0.005))
     assert result.successful == 20
     # ~0.2 s of sending at one tick per 5 ms: a blocked loop would tick ~once.
     assert ticks >= 10

@@ -28,7 +28,7 @@ from infinium import (
     ValidationError,
 )
 
-from .conftest import CaptureServer, Reply, make_client
+from .conftest import CaptureServer, Reply, make_client, while_ticking
 
 WHEN = "2026-11-22T04:06:00.123456Z"
 PROMPT_ID = "0b7a4c1e-5d2f-4e8a-9b3c-6f1d2e3a4b5c"
@@ -583,17 +583,8 @@ def test_async_calls_do_not_block_the_loop(
     capture_server.responder = lambda req: Reply(200, {"message": "slow"}, delay=0.5)
 
     async def main() -> int:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        t = asyncio.create_task(ticker())
-        results = await asyncio.gather(*(async_client.send_task("n", "d", 1) for _ in range(4)))
-        t.cancel()
+        sends = asyncio.gather(*(async_client.send_task("n", "d", 1) for _ in range(4)))
+        results, ticks = await while_ticking(sends, 0.01)
         assert all(r.message == "slow" for r in results)
         return ticks
 
