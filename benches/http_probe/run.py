@@ -28,17 +28,19 @@ sys.path.insert(0, os.path.dirname(HERE))
 import sinks  # noqa: E402
 
 BODY_LEN = 13_219  # the benchmark trace's size, as in src/main.rs
-SEQUENTIAL = ["S1", "S2", "S3", "S4", "wrk-c1"]
-CONCURRENT = ["C1", "C2", "C3", "wrk-c32"]
+SEQUENTIAL = ["S1", "S5", "S2", "S3", "S4", "wrk-c1"]
+CONCURRENT = ["C1", "C4", "C2", "C3", "wrk-c32"]
 WHAT = {
     "S1": "reqwest as the SDK configures it, block_on per request",
     "S2": "hyper conn API, connection task spawned",
     "S3": "hyper, connection polled in the caller's block_on",
     "S4": "S3 on a current_thread runtime (no other thread)",
+    "S5": "hyper-util pooled client (reqwest's engine), as S1",
     "wrk-c1": "wrk -t1 -c1",
     "C1": "reqwest, 32 in flight (JoinSet)",
     "C2": "hyper, 32 connections, connection tasks spawned",
     "C3": "hyper, each task drives its own connection",
+    "C4": "hyper-util pooled client (reqwest's engine), as C1",
     "wrk-c32": "wrk -t2 -c32",
 }
 

@@ -10,10 +10,14 @@
 //!   (no second task, no cross-thread hand-off);
 //! * `S4` as S3 on a `current_thread` runtime owned by the caller (the floor:
 //!   no other thread at all);
+//! * `S5` hyper-util's pooled `legacy::Client`, the engine reqwest wraps,
+//!   used directly (reqwest's layers gone, its pool kept), one `block_on`
+//!   per request as S1;
 //! * `C1` reqwest with 32 requests in flight (a driver task and a JoinSet, as
 //!   the SDK's batch sender);
 //! * `C2` hyper, 32 connections each owned by a task, connections spawned;
-//! * `C3` hyper, each task also drives its own connection.
+//! * `C3` hyper, each task also drives its own connection;
+//! * `C4` hyper-util's `legacy::Client` with 32 in flight, driven as C1.
 //!
 //! Every runtime but S4's is one multi-thread runtime with 2 workers, the
 //! SDK's shape. Usage: `http-probe URL VARIANT [N] [WARMUP]`; prints one JSON
@@ -30,7 +34,8 @@ use http::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, HOST, USER_AGE
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::runtime::{Builder, Runtime};
 
@@ -45,6 +50,8 @@ struct Target {
     url: reqwest::Url,
     addr: SocketAddr,
     path: Uri,
+    /// The absolute URI (hyper-util's pooled client takes absolute-form).
+    abs_uri: Uri,
     /// The headers the SDK sends (user-agent, agent id and key, content-type).
     headers: HeaderMap,
     /// `headers` plus host and accept, which reqwest adds by itself.
@@ -83,6 +90,7 @@ fn target(url: &str) -> Arc<Target> {
     hyper_headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
     Arc::new(Target {
         path: u.path().parse().expect("URL path"),
+        abs_uri: u.as_str().parse().expect("URL"),
         url: u,
         addr,
         headers,
@@ -133,6 +141,39 @@ async fn reqwest_one(client: &reqwest::Client, t: &Target) -> usize {
         .expect("request");
     assert_eq!(resp.status(), 200);
     resp.bytes().await.expect("response body").len()
+}
+
+// --- hyper-util's pooled client (what reqwest wraps) -------------------------------
+
+type Legacy = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
+fn legacy_client() -> Legacy {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(CONCURRENCY)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(http)
+}
+
+async fn legacy_one(client: &Legacy, t: &Target) -> usize {
+    // The pooled client sets Host itself; accept as reqwest adds it.
+    let mut headers = t.headers.clone();
+    headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(IDEMPOTENCY_KEY.clone(), idempotency_key());
+    let mut req = Request::new(Full::new(t.body.clone()));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = t.abs_uri.clone();
+    *req.headers_mut() = headers;
+    let resp = client.request(req).await.expect("request");
+    assert_eq!(resp.status(), 200);
+    resp.into_body()
+        .collect()
+        .await
+        .expect("response body")
+        .to_bytes()
+        .len()
 }
 
 // --- hyper's connection API ----------------------------------------------------
@@ -200,6 +241,14 @@ fn sequential(variant: &str, t: &Arc<Target>, n: usize, warm: usize) -> (f64, f6
             };
             timed!(rt.block_on(reqwest_one(&client, t)))
         }
+        "S5" => {
+            let rt = multi_thread();
+            let client = {
+                let _entered = rt.enter();
+                legacy_client()
+            };
+            timed!(rt.block_on(legacy_one(&client, t)))
+        }
         "S2" => {
             let rt = multi_thread();
             let (mut sender, conn) = rt.block_on(hyper_connect(t));
@@ -225,12 +274,17 @@ fn sequential(variant: &str, t: &Arc<Target>, n: usize, warm: usize) -> (f64, f6
 
 // --- 32 in flight ------------------------------------------------------------------
 
-async fn reqwest_concurrent(client: reqwest::Client, t: Arc<Target>, n: usize) {
+/// A driver task keeping 32 requests in flight in a JoinSet (C1, C4).
+async fn driven<C, F, Fut>(client: C, t: Arc<Target>, n: usize, one: F)
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, Arc<Target>) -> Fut,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
     let mut set = tokio::task::JoinSet::new();
     let mut started = 0;
     let spawn = |set: &mut tokio::task::JoinSet<usize>| {
-        let (c, t) = (client.clone(), t.clone());
-        set.spawn(async move { reqwest_one(&c, &t).await });
+        set.spawn(one(client.clone(), t.clone()));
     };
     while started < n.min(CONCURRENCY) {
         spawn(&mut set);
@@ -275,7 +329,23 @@ fn concurrent(variant: &str, t: &Arc<Target>, n: usize, warm: usize) -> (f64, f6
                 reqwest_client()
             };
             let run = |m: usize| {
-                let h = rt.spawn(reqwest_concurrent(client.clone(), t.clone(), m));
+                let one = |c: reqwest::Client, t: Arc<Target>| async move { reqwest_one(&c, &t).await };
+                let h = rt.spawn(driven(client.clone(), t.clone(), m, one));
+                rt.block_on(h).expect("driver task");
+            };
+            run(warm);
+            let (t0, c0) = (Instant::now(), cpu_us());
+            run(n);
+            (t0.elapsed().as_secs_f64(), cpu_us() - c0)
+        }
+        "C4" => {
+            let client = {
+                let _entered = rt.enter();
+                legacy_client()
+            };
+            let run = |m: usize| {
+                let one = |c: Legacy, t: Arc<Target>| async move { legacy_one(&c, &t).await };
+                let h = rt.spawn(driven(client.clone(), t.clone(), m, one));
                 rt.block_on(h).expect("driver task");
             };
             run(warm);
