@@ -256,9 +256,16 @@ def anchor_python() -> str:
 
 def run_script(python: str, script: str, env: Optional[Dict[str, str]] = None) -> str:
     """Run ``script`` with ``python`` outside the repo (so ``import infinium``
-    finds that interpreter's own package); return stdout."""
+    finds that interpreter's own package; for this interpreter, the package
+    under test); return stdout."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("PYTHONPATH", None)
+    if python == sys.executable:
+        # "Ours" is the package this test run imports: a worktree's own, not
+        # whichever checkout the venv's .pth file happens to name.
+        import infinium
+
+        full_env["PYTHONPATH"] = str(Path(infinium.__file__).resolve().parent.parent)
     out = subprocess.run(
         [python, "-c", script],
         capture_output=True,
