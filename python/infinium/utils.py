@@ -1,4 +1,5 @@
-"""Validation helpers and constants (the anchor SDK's public utilities).
+"""Validation helpers, constants and small utilities (the anchor SDK's
+``infinium.utils``).
 
 The hot path (validating and serialising a whole trace) is in Rust; these
 functions are the same checks for callers that use them directly, with the
@@ -7,11 +8,17 @@ same messages.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
 import logging
+import random
 import re
+import threading
+import time
 from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import Any, Dict, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, Union, cast
 
 from . import _core
 from .exceptions import ValidationError
@@ -21,8 +28,16 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PAYLOAD_SIZE",
     "MAX_STRING_LENGTH",
+    "RateLimiter",
+    "ValidationError",
     "coerce_section",
+    "dataclass_to_dict",
+    "exponential_backoff",
     "get_current_iso_datetime",
+    "logger",
+    "merge_dicts",
+    "retry_with_backoff",
+    "safe_json_loads",
     "setup_logging",
     "truncate_string",
     "validate_agent_credentials",
@@ -33,6 +48,8 @@ __all__ = [
     "validate_required_field",
     "validate_string_length",
 ]
+
+logger = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 500
 MAX_DESCRIPTION_LENGTH = 10_000
@@ -174,3 +191,172 @@ def coerce_section(value: Any, dataclass_type: type) -> Any:
         return dataclass_type(**kwargs)
     except TypeError:
         return value
+
+
+# --- helpers the anchor's ``infinium.utils`` also offers ----------------------
+# The clients do not use them (retries, backoff, the limiter and serialisation
+# are in Rust); they are here so code that imports them keeps working.
+
+
+def dataclass_to_dict(obj: Any) -> Dict[str, Any]:
+    """A dataclass as a dict without its ``None`` fields, recursively.
+
+    Nested dataclasses that come out empty are left out; so are ``None`` items
+    and empty dataclass items of a list or tuple field (which becomes a list,
+    left out when nothing remains). Other values, dicts included, are kept as
+    they are. A dict is returned unchanged, anything else as ``{}``.
+    """
+    if obj is None:
+        return {}
+    if not is_dataclass(obj):
+        return obj if isinstance(obj, dict) else {}
+    out: Dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue
+        if is_dataclass(value):
+            nested = dataclass_to_dict(value)
+            if nested:
+                out[f.name] = nested
+        elif isinstance(value, (list, tuple)):
+            items = []
+            for item in value:
+                if is_dataclass(item):
+                    item = dataclass_to_dict(item)
+                    if not item:
+                        continue
+                elif item is None:
+                    continue
+                items.append(item)
+            if items:
+                out[f.name] = items
+        else:
+            out[f.name] = value
+    return out
+
+
+def exponential_backoff(
+    attempt: int, base_delay: float = 1.0, max_delay: float = 60.0, jitter: bool = True
+) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): ``base_delay * 2**attempt``
+    capped at ``max_delay``, with +-25 % random jitter unless ``jitter`` is false;
+    never negative."""
+    delay = min(base_delay * 2.0**attempt, max_delay)
+    if jitter:
+        delay *= 1.0 + random.uniform(-0.25, 0.25)
+    return max(0, delay)
+
+
+async def retry_with_backoff(
+    func: Callable[[], Any],
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    exceptions: Tuple[Type[BaseException], ...] = (Exception,),
+) -> Any:
+    """Call ``func`` (awaited when it is a coroutine function) until it succeeds,
+    at most ``max_retries`` extra times, sleeping ``exponential_backoff`` between
+    attempts; only ``exceptions`` are retried. Raises the last one."""
+    is_async = inspect.iscoroutinefunction(func)
+    last: Optional[BaseException] = None
+    for attempt in range(max_retries + 1):
+        try:
+            if is_async:
+                return await cast(Callable[[], Awaitable[Any]], func)()
+            return func()
+        except exceptions as exc:
+            last = exc
+            if attempt == max_retries:
+                break
+            delay = exponential_backoff(attempt, base_delay, max_delay)
+            logger.debug(
+                "Retry attempt %d/%d failed: %s. Retrying in %.2fs",
+                attempt + 1,
+                max_retries,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+    if last is None:
+        raise ValueError("max_retries must be at least 0")
+    raise last
+
+
+def safe_json_loads(json_str: Union[str, Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """A JSON object as a dict: a dict is returned as is; a string is parsed
+    (``None`` when blank, over 1 MiB, invalid, or not an object); anything else
+    is ``None``."""
+    if isinstance(json_str, dict):
+        return json_str
+    if not isinstance(json_str, str):
+        return None
+    text = json_str.strip()
+    if not text:
+        return None
+    if len(text) > MAX_PAYLOAD_SIZE:
+        logger.warning("JSON string exceeds 1MB limit, skipping parse")
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def merge_dicts(*dicts: Dict[str, Any]) -> Dict[str, Any]:
+    """One dict from several, later keys winning; ``None`` values and arguments
+    that are not dicts are skipped."""
+    merged: Dict[str, Any] = {}
+    for d in dicts:
+        if isinstance(d, dict):
+            merged.update((k, v) for k, v in d.items() if v is not None)
+    return merged
+
+
+class RateLimiter:
+    """A token bucket: ``burst_size`` requests at once, then
+    ``requests_per_second``.
+
+    Each caller reserves its own slot under the lock and then sleeps until
+    it, so callers that wait together are released one interval apart (the
+    anchor's limiter lets every waiting caller through at the same moment).
+    The SDK's clients use the limiter in the Rust core; this class is for
+    code that uses the anchor's ``infinium.utils.RateLimiter`` directly.
+    """
+
+    def __init__(self, requests_per_second: float = 10.0, burst_size: int = 20) -> None:
+        if requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
+        if burst_size <= 0:
+            raise ValueError("burst_size must be positive")
+        self.requests_per_second = requests_per_second
+        self.burst_size = burst_size
+        #: Tokens available; below zero when callers are queued for future slots.
+        self.tokens: float = burst_size
+        self.last_update = time.monotonic()
+        self._sync_lock = threading.Lock()
+
+    def _reserve(self) -> float:
+        """Take a token (perhaps one not refilled yet); return the wait in seconds."""
+        with self._sync_lock:
+            now = time.monotonic()
+            self.tokens = min(
+                float(self.burst_size),
+                self.tokens + (now - self.last_update) * self.requests_per_second,
+            )
+            self.last_update = now
+            self.tokens -= 1
+            return 0.0 if self.tokens >= 0 else -self.tokens / self.requests_per_second
+
+    def acquire_sync(self) -> None:
+        """Take a token, sleeping until one is due."""
+        wait = self._reserve()
+        if wait > 0:
+            time.sleep(wait)
+
+    async def acquire(self) -> None:
+        """Take a token, awaiting (without blocking the event loop) until one is due."""
+        wait = self._reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)

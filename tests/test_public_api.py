@@ -1,0 +1,145 @@
+"""The public surface outside the clients, checked against the anchor SDK:
+the names each module offers (``from infinium.<module> import X`` and
+``import *``), constructor signatures, dataclass shapes, exception objects and
+the utilities of ``infinium.utils``. Each differential test runs one script
+with both SDKs and compares what it prints."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from typing import Any, Dict, List
+
+import pytest
+
+import infinium.utils
+
+from .conftest import run_script
+
+_UTILS_SCRIPT = r"""
+import asyncio, dataclasses, random, logging
+from typing import Any, Optional
+from infinium.utils import *
+from infinium.types import *
+
+@dataclasses.dataclass
+class Box:
+    items: Any = None
+    inner: Any = None
+    note: Optional[str] = None
+
+for value in [
+    None, {}, {"a": None}, [1], "s", 3, Customer(), Customer(customer_name=""),
+    Box(items=[None, Customer(), Customer("x"), {}, [None], 0, False], inner=Box(), note="n"),
+    Box(items=(LlmCall("m"), None)), Box(items=[None]), Box(inner=Box(inner=Box(note="deep"))),
+    Box(items={"k": None}), Box(items=set()), TaskData("n", "d", "w", 1.5, steps=[ExecutionStep(1, "a", "b")],
+                                                      general=General(tags=("t", None))),
+]:
+    print("dataclass_to_dict", repr(dataclass_to_dict(value)))
+print("merge_dicts", merge_dicts(), merge_dicts({"a": 1, "b": None}, None, [1], {"a": None, "c": 3}, {"a": 2}))
+for text in ['{"a": 1}', "  {\"a\": [1]}  ", "[1]", "1", "", "   ", "{bad", None, 5, {"x": 1}, b'{"a": 1}',
+             "x" * (1024 * 1024 + 1), "[" * 100000]:
+    print("safe_json_loads", repr(safe_json_loads(text))[:80])
+for attempt in range(9):
+    print("exponential_backoff", attempt, exponential_backoff(attempt, jitter=False),
+          exponential_backoff(attempt, 0.5, 5.0, False), exponential_backoff(attempt, -1.0, 60.0, False))
+random.seed(1)
+spread = [exponential_backoff(3) for _ in range(2000)]
+print("jitter within 25%", 6.0 <= min(spread) < 6.2, 9.8 < max(spread) <= 10.0)
+
+async def retries():
+    calls = []
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise KeyError(len(calls))
+        return "done"
+    print("retry sync", await retry_with_backoff(flaky, max_retries=3, base_delay=0.001), len(calls))
+    async def always():
+        calls.append(2)
+        raise ValueError("nope %d" % len(calls))
+    try:
+        await retry_with_backoff(always, max_retries=2, base_delay=0.001)
+    except ValueError as exc:
+        print("retry gives up with the last error", exc, len(calls))
+    try:
+        await retry_with_backoff(always, max_retries=5, base_delay=0.001, exceptions=(KeyError,))
+    except ValueError as exc:
+        print("other errors are not retried", exc)
+asyncio.run(retries())
+
+for args in [(), (5.0, 3), (0, 1), (-1, 1), (1, 0), (1, -2)]:
+    try:
+        lim = RateLimiter(*args)
+        print("RateLimiter", args, lim.requests_per_second, lim.burst_size, lim.tokens)
+    except ValueError as exc:
+        print("RateLimiter", args, "ValueError", exc)
+lim = RateLimiter(1000.0, 5)
+for _ in range(5):
+    lim.acquire_sync()
+asyncio.run(lim.acquire())
+print("logger", logger.name, isinstance(logger, logging.Logger))
+"""
+
+
+def test_utility_functions_behave_like_the_anchors(anchor_python: str) -> None:
+    theirs = run_script(anchor_python, _UTILS_SCRIPT)
+    ours = run_script(sys.executable, _UTILS_SCRIPT)
+    assert "dataclass_to_dict" in theirs
+    assert ours.splitlines() == theirs.splitlines()
+
+
+def _release_times(limiter: Any, callers: int) -> List[float]:
+    start = time.monotonic()
+    times: List[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        limiter.acquire_sync()
+        with lock:
+            times.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=take) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(times)
+
+
+def test_rate_limiter_releases_waiting_callers_one_interval_apart() -> None:
+    # SPEC §8: the anchor's limiter lets every waiting caller through at the
+    # same instant. Ours spaces them: burst 1 at 50/s, 8 callers -> the last
+    # one waits ~7 intervals (0.14 s).
+    times = _release_times(infinium.utils.RateLimiter(50.0, 1), 8)
+    assert times[0] < 0.05
+    assert times[-1] >= 0.13
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.015, gaps
+
+
+def test_rate_limiter_async_callers_are_spaced_too() -> None:
+    limiter = infinium.utils.RateLimiter(50.0, 2)
+
+    async def main() -> List[float]:
+        start = time.monotonic()
+        out: Dict[int, float] = {}
+
+        async def take(i: int) -> None:
+            await limiter.acquire()
+            out[i] = time.monotonic() - start
+
+        await asyncio.gather(*(take(i) for i in range(6)))
+        return sorted(out.values())
+
+    times = asyncio.run(main())
+    assert times[1] < 0.05  # the burst
+    assert times[-1] >= 0.075  # 4 more at 20 ms each
+
+
+@pytest.mark.parametrize("rate", [0, -1.0])
+def test_rate_limiter_rejects_a_non_positive_rate(rate: Any) -> None:
+    with pytest.raises(ValueError, match="^requests_per_second must be positive$"):
+        infinium.utils.RateLimiter(rate)
