@@ -7,6 +7,7 @@ with both SDKs and compares what it prints."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
@@ -17,6 +18,67 @@ import pytest
 import infinium.utils
 
 from .conftest import run_script
+
+# For every module the anchor has: its public names that belong to the SDK
+# (classes and functions defined in infinium, loggers, int constants), with
+# signatures as (name, kind, default) triples, and what ``import *`` gives.
+_NAMES_SCRIPT = r"""
+import importlib, inspect, json, logging
+MODULES = ["infinium", "infinium.types", "infinium.utils", "infinium.exceptions",
+           "infinium.client", "infinium.async_client"]
+def sdk_name(name, value):
+    if name.startswith("_"):
+        return False
+    if isinstance(value, (logging.Logger, int)) and not isinstance(value, bool):
+        return True
+    return (inspect.isclass(value) or inspect.isfunction(value) or inspect.isbuiltin(value)) and (
+        getattr(value, "__module__", "") or "").startswith("infinium")
+def params(value):
+    try:
+        sig = inspect.signature(value)
+    except (TypeError, ValueError):
+        return None
+    return [[p.name, str(p.kind), repr(p.default)] for p in sig.parameters.values()]
+out = {}
+for m in MODULES:
+    mod = importlib.import_module(m)
+    names = {n: params(v) if callable(v) else None for n, v in vars(mod).items() if sdk_name(n, v)}
+    star = {}
+    exec("from %s import *" % m, star)
+    out[m] = {"names": names, "all": sorted(vars(mod)), "star": sorted(star)}
+import infinium
+out["meta"] = [infinium.__version__, infinium.__author__, getattr(infinium, "__email__", None)]
+print(json.dumps(out, sort_keys=True))
+"""
+
+# The clients' constructors are a documented superset (SPEC §4; environment
+# variables, background export), compared in test_client.py. Ours
+# get_current_trace_context is the context variable's bound ``get`` (no
+# introspectable signature); called with no argument it is the same.
+_OWN_SIGNATURES = {"InfiniumClient", "AsyncInfiniumClient", "get_current_trace_context"}
+
+
+def test_every_public_name_of_the_anchor_imports_from_the_same_module(
+    anchor_python: str,
+) -> None:
+    theirs = json.loads(run_script(anchor_python, _NAMES_SCRIPT))
+    ours = json.loads(run_script(sys.executable, _NAMES_SCRIPT))
+    assert ours["meta"] == theirs["meta"]
+    problems: List[str] = []
+    for module, info in theirs.items():
+        if module == "meta":
+            continue
+        mine = ours[module]
+        for name, sig in info["names"].items():
+            if name not in mine["all"]:
+                problems.append(f"{module}.{name} missing")
+            elif sig is not None and name not in _OWN_SIGNATURES and mine["names"][name] != sig:
+                problems.append(f"{module}.{name}{sig} != ours {mine['names'].get(name)}")
+        missing_star = (set(info["star"]) & set(info["names"])) - set(mine["star"])
+        if missing_star:
+            problems.append(f"from {module} import * lacks {sorted(missing_star)}")
+    assert not problems, "\n".join(problems)
+
 
 _UTILS_SCRIPT = r"""
 import asyncio, dataclasses, random, logging

@@ -72,6 +72,7 @@ from .utils import (
 
 __version__ = "1.2.0"
 __author__ = "Infinium"
+__email__ = "support@infinium.com"
 __description__ = "Infinium agent-tracing SDK with a Rust core"
 
 #: ``dumps(task_data) -> bytes``: the exact body a client would send for it

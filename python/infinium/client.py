@@ -29,32 +29,128 @@ from typing import (
 )
 
 from . import _background, _core
-from .exceptions import InfiniumError, InfiniumTimeoutError, ValidationError
+from ._context import CapturedPromptFetch, get_current_trace_context
+from .exceptions import (
+    AuthenticationError,
+    BatchError,
+    InfiniumError,
+    InfiniumTimeoutError,
+    NetworkError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from .tracing import async_trace_agent, trace_agent
 from .types import (
     SECTION_TYPES,
     ApiResponse,
     BatchResult,
+    Content,
+    Customer,
+    Development,
     EnvironmentContext,
+    ErrorDetail,
+    ExecutionStep,
+    Executive,
     ExpectedOutcome,
+    General,
+    LlmCall,
     LlmUsage,
+    Marketing,
+    Project,
     PromptContent,
+    Research,
+    Sales,
+    Support,
     TaskData,
+    TimeTracking,
+    ToolCall,
 )
 from .utils import (
     MAX_DESCRIPTION_LENGTH,
     MAX_NAME_LENGTH,
     MAX_STRING_LENGTH,
+    RateLimiter,
     coerce_section,
+    dataclass_to_dict,
+    exponential_backoff,
     get_current_iso_datetime,
+    merge_dicts,
+    safe_json_loads,
     validate_agent_credentials,
     validate_duration,
     validate_iso_datetime,
     validate_path_id,
+    validate_payload_size,
     validate_required_field,
     validate_string_length,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "AsyncInfiniumClient", "InfiniumClient"]
+#: Besides the clients, the names the anchor's ``infinium.client`` module
+#: offers (it imported them), so ``from infinium.client import TaskData`` and
+#: ``from infinium.client import *`` keep working.
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AsyncInfiniumClient",
+    "InfiniumClient",
+    # types
+    "ApiResponse",
+    "BatchResult",
+    "Content",
+    "Customer",
+    "Development",
+    "EnvironmentContext",
+    "ErrorDetail",
+    "ExecutionStep",
+    "Executive",
+    "ExpectedOutcome",
+    "General",
+    "LlmCall",
+    "LlmUsage",
+    "Marketing",
+    "Project",
+    "PromptContent",
+    "Research",
+    "Sales",
+    "Support",
+    "TaskData",
+    "TimeTracking",
+    "ToolCall",
+    # exceptions
+    "AuthenticationError",
+    "BatchError",
+    "InfiniumError",
+    "InfiniumTimeoutError",
+    "NetworkError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "ValidationError",
+    # utilities
+    "MAX_DESCRIPTION_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_STRING_LENGTH",
+    "RateLimiter",
+    "coerce_section",
+    "dataclass_to_dict",
+    "exponential_backoff",
+    "get_current_iso_datetime",
+    "merge_dicts",
+    "safe_json_loads",
+    "validate_agent_credentials",
+    "validate_duration",
+    "validate_iso_datetime",
+    "validate_path_id",
+    "validate_payload_size",
+    "validate_required_field",
+    "validate_string_length",
+    # tracing
+    "CapturedPromptFetch",
+    "async_trace_agent",
+    "get_current_trace_context",
+    "trace_agent",
+]
 
 DEFAULT_BASE_URL = "https://platform.i42m.ai/api/v1"
 
