@@ -80,6 +80,44 @@ def test_every_public_name_of_the_anchor_imports_from_the_same_module(
     assert not problems, "\n".join(problems)
 
 
+_SHAPES_SCRIPT = r"""
+import copy, dataclasses, json, pickle, typing
+import infinium.types as T, infinium.exceptions as E
+out = {}
+for name in ["ErrorDetail", "ToolCall", "LlmCall", "ExecutionStep", "ExpectedOutcome", "EnvironmentContext",
+             "TimeTracking", "Customer", "Support", "Sales", "Marketing", "Content", "Research", "Project",
+             "Development", "Executive", "General", "PromptContent", "LlmUsage", "TaskData", "ApiResponse",
+             "BatchResult"]:
+    cls = getattr(T, name)
+    out[name] = [
+        cls.__module__, repr(cls.__dataclass_params__), list(cls.__match_args__), cls.__hash__ is None,
+        [[f.name, str(f.type), "MISSING" if f.default is dataclasses.MISSING else repr(f.default)]
+         for f in dataclasses.fields(cls)],
+        {k: repr(v) for k, v in typing.get_type_hints(cls, vars(T)).items() if not k.startswith("_")},
+    ]
+task = T.TaskData("n", "d", "w", 1, customer=T.Customer("a"), steps=[T.ExecutionStep(1, "a", "b", metadata={})])
+out["task"] = [repr(task), repr(dataclasses.asdict(task)), repr(dataclasses.astuple(T.ErrorDetail("a", "b"))),
+               task == copy.deepcopy(task), pickle.loads(pickle.dumps(task)) == task]
+errors = [E.InfiniumError("m"), E.InfiniumError("m", 400, {"a": 1}), E.AuthenticationError(),
+          E.ValidationError("v", field="f"), E.RateLimitError("r", 5), E.NetworkError("n", ValueError("x")),
+          E.InfiniumTimeoutError(), E.TimeoutError("t", 1.5), E.ServerError("s", 503), E.NotFoundError("nf", "trace", "id"),
+          E.BatchError("b", 1, 2, ["e"]), E.ConfigurationError("c", "k"), E.InfiniumError(None)]
+def describe(e):
+    return [type(e).__name__, [c.__name__ for c in type(e).__mro__], str(e), repr(e), repr(e.args),
+            sorted((k, repr(v)) for k, v in vars(e).items())]
+out["errors"] = [describe(e) + describe(pickle.loads(pickle.dumps(e))) + describe(copy.copy(e)) for e in errors]
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_dataclasses_and_exceptions_have_the_anchors_shape(anchor_python: str) -> None:
+    theirs = json.loads(run_script(anchor_python, _SHAPES_SCRIPT))
+    ours = json.loads(run_script(sys.executable, _SHAPES_SCRIPT))
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        assert ours[key] == theirs[key], key
+
+
 _UTILS_SCRIPT = r"""
 import asyncio, dataclasses, random, logging
 from typing import Any, Optional

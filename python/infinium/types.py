@@ -292,8 +292,10 @@ class ApiResponse:
 class BatchResult:
     successful: int
     failed: int
-    results: List[ApiResponse]
-    errors: List[str]
+    # Spelled as the anchor spells them: ``dataclasses.fields()`` reports these
+    # strings (the module has postponed annotations), and so does get_type_hints.
+    results: list[ApiResponse]
+    errors: list[str]
 
     @property
     def total_tasks(self) -> int:
