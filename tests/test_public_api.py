@@ -17,7 +17,7 @@ import pytest
 
 import infinium.utils
 
-from .conftest import run_script
+from .conftest import CaptureServer, run_script
 
 # For every module the anchor has: its public names that belong to the SDK
 # (classes and functions defined in infinium, loggers, int constants), with
@@ -243,3 +243,93 @@ def test_rate_limiter_async_callers_are_spaced_too() -> None:
 def test_rate_limiter_rejects_a_non_positive_rate(rate: Any) -> None:
     with pytest.raises(ValueError, match="^requests_per_second must be positive$"):
         infinium.utils.RateLimiter(rate)
+
+
+# --- trace bodies for unusual but valid TaskData, on the wire -----------------
+
+_WIRE_SCRIPT = r"""
+import collections, dataclasses, sys
+from typing import ClassVar, Optional
+from infinium import *
+W = "2026-11-22T04:06:00.123456Z"
+class F(float):
+    def __repr__(self): return "not-this"
+class I(int):
+    def __repr__(self): return "not-this"
+class S(str):
+    def __str__(self): return "not-this"
+@dataclasses.dataclass
+class MyStep(ExecutionStep):
+    extra: Optional[str] = None
+@dataclasses.dataclass
+class MyTask(TaskData):
+    extra: Optional[str] = None
+@dataclasses.dataclass
+class Mine:
+    a: Optional[int] = None
+    b: int = dataclasses.field(default=2, init=False)
+    c: int = dataclasses.field(default=3, repr=False)
+    k: ClassVar[int] = 9
+def td(**kw):
+    return TaskData(**{"name": "n", "description": "d", "current_datetime": W, "duration": 1.0, **kw})
+def with_attr(t, name, value):
+    setattr(t, name, value)
+    return t
+CASES = {
+    "ints_and_floats": td(duration=0.1 + 0.2, content=Content(content_length=10**30),
+                          sales=Sales(deal_value=1e-7, conversion_rate=123456789012345680.0)),
+    "negative_zero": td(duration=-0.0),
+    "int_duration": td(duration=86400),
+    "unicode": td(name="é\u2028\u2029\x7f\U0001F600", description="\x00\x1f\"\\"),
+    "empty_strings": td(input_summary="", output_summary="", customer=Customer(customer_name="")),
+    "non_str_summary": td(output_summary=123, name=123),
+    "tuples": td(steps=(ExecutionStep(1, "a", "b"),), errors=(ErrorDetail("E", "m"),),
+                 general=General(tags=("a", None)), expected_outcome=ExpectedOutcome("o", ("a", None))),
+    "list_items": td(general=General(tags=[{}, {"a": None}, [None, 1], [], ErrorDetail("a", "b"), LlmCall(None)],
+                                     errors_encountered=["x", None])),
+    "dict_fields": td(general=General(tags={"a": 1}), environment=EnvironmentContext(custom_tags={"a": None}),
+                      steps=[ExecutionStep(1, "a", "b", metadata={"a": None, "b": [None, {}], "c": {}})]),
+    "dict_sections": td(customer={"customer_name": None}, sales=collections.OrderedDict(b=1, a=2),
+                        steps=[{"step_number": 1, "zz": None}, {}], llm_usage={}),
+    "subclassed_values": td(duration=I(5), name=S("nm"), sales=Sales(deal_value=F(1.5)),
+                            steps=[ExecutionStep(I(1), S("a"), "b", metadata={S("k"): F(2.5), "i": I(4)})]),
+    "dataclass_subclasses": td(steps=[MyStep(1, "a", "b", extra="x")]),
+    "task_subclass": MyTask("n", "d", W, 1.0, extra="not sent", customer=Customer("c")),
+    "extra_attribute": with_attr(td(), "foo", 1),
+    "user_dataclasses": td(customer=Mine(a=1), sales=Mine(), research=Sales(deal_value=1.0),
+                           steps=[Customer(customer_name="x")]),
+    "all_none_objects": td(errors=[ErrorDetail(None, None, None, None)], llm_usage=LlmUsage(),
+                           expected_outcome=ExpectedOutcome(None),
+                           steps=[ExecutionStep(None, None, None, tool_call=ToolCall(None), llm_call=LlmCall(None),
+                                                error=ErrorDetail(None, None, None, None))]),
+    "wrong_but_serialisable": td(steps=[ExecutionStep("1", None, None, error="boom", metadata=[1, None])],
+                                 general=General(errors_encountered=["x"]),
+                                 environment=EnvironmentContext(custom_tags=[None])),
+    "non_str_keys": td(steps=[ExecutionStep(1, "a", "b", metadata={1.5: "x", True: "y", None: "z", 2: "w"})]),
+    "prompt_studio_empty": with_attr(td(), "_prompt_studio", {}),
+    "prompt_studio_odd": with_attr(td(), "_prompt_studio", [None, {"x": None}]),
+}
+for name, task in CASES.items():
+    client = InfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="agent-secret-42",
+                            base_url=sys.argv[1], max_retries=0, user_agent="case/" + name)
+    client.send_task_data(task)
+    client.close()
+    print(name)
+"""
+
+
+def test_unusual_trace_bodies_are_byte_identical_on_the_wire(
+    capture_server: CaptureServer, anchor_python: str
+) -> None:
+    def bodies(python: str) -> Dict[str, bytes]:
+        capture_server.requests.clear()
+        out = run_script(python, _WIRE_SCRIPT.replace("sys.argv[1]", repr(capture_server.base_url)))
+        got = {r.headers["user-agent"].split("/", 1)[1]: r.body for r in capture_server.requests}
+        assert list(got) == out.split()
+        return got
+
+    theirs = bodies(anchor_python)
+    ours = bodies(sys.executable)
+    assert len(theirs) == 20
+    for name in theirs:
+        assert ours[name] == theirs[name], name
