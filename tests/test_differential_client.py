@@ -1,0 +1,74 @@
+"""Client surface, differentially: small user scripts written for
+infinium-o2 1.2.0 print what they observe (import paths, attributes, error
+classes and messages, rendered prompts, logger names...). Each runs unchanged
+under the anchor (in its own venv) and under ours against one capture server;
+the outputs must be identical."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from .conftest import Captured, CaptureServer, Reply, run_script
+
+PRELUDE = r"""
+import asyncio, sys
+BASE = sys.argv[1] if len(sys.argv) > 1 else None
+AGENT = "3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15"
+SECRET = "agent-secret-42"
+PROMPT = "0b7a4c1e-5d2f-4e8a-9b3c-6f1d2e3a4b5c"
+WHEN = "2026-11-22T04:06:00.123456Z"
+"""
+
+SCRIPTS = {
+    "import_paths": r"""
+from infinium.async_client import AsyncInfiniumClient
+from infinium.client import InfiniumClient
+import infinium, infinium.client as sync_mod, infinium.async_client as async_mod
+print(AsyncInfiniumClient is infinium.AsyncInfiniumClient, InfiniumClient is infinium.InfiniumClient)
+names = ["ApiResponse", "BatchResult", "TaskData", "ExecutionStep", "ErrorDetail", "ToolCall",
+         "LlmCall", "LlmUsage", "ExpectedOutcome", "EnvironmentContext", "PromptContent",
+         "TimeTracking", "Customer", "Support", "Sales", "Marketing", "Content", "Research",
+         "Project", "Development", "Executive", "General", "InfiniumError",
+         "AuthenticationError", "ValidationError", "RateLimitError", "NetworkError",
+         "InfiniumTimeoutError", "ServerError", "NotFoundError", "BatchError",
+         "MAX_NAME_LENGTH", "MAX_DESCRIPTION_LENGTH", "MAX_STRING_LENGTH"]
+for mod in (sync_mod, async_mod):
+    print([n for n in names if getattr(mod, n, None) is not getattr(infinium, n)])
+""",
+}
+
+
+def reply(req: Captured) -> Reply:
+    if req.path.startswith("/api/v1/prompts/"):
+        return Reply(
+            200,
+            {
+                "promptId": "p",
+                "name": "greet",
+                "version": 2,
+                "content": "Hi {{name}}, {{other}}!",
+                "createdAt": "2026-01-01T00:00:00Z",
+            },
+        )
+    return Reply(200, {"message": "Trace received", "traceId": "t-1"})
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPTS))
+def test_client_behaves_as_the_anchor(
+    case: str, capture_server: CaptureServer, anchor_python: str
+) -> None:
+    capture_server.responder = reply
+    script = PRELUDE.replace(
+        "sys.argv[1] if len(sys.argv) > 1 else None", repr(capture_server.base_url)
+    )
+    script += SCRIPTS[case]
+    anchor_out = run_script(anchor_python, script)
+    anchor_bodies = [(r.method, r.path, r.body) for r in capture_server.requests]
+    capture_server.requests.clear()
+    ours_out = run_script(sys.executable, script)
+    ours_bodies = [(r.method, r.path, r.body) for r in capture_server.requests]
+    assert ours_out == anchor_out
+    assert anchor_out.strip(), "the script printed nothing"
+    assert sorted(ours_bodies) == sorted(anchor_bodies)
