@@ -37,6 +37,15 @@ names = ["ApiResponse", "BatchResult", "TaskData", "ExecutionStep", "ErrorDetail
 for mod in (sync_mod, async_mod):
     print([n for n in names if getattr(mod, n, None) is not getattr(infinium, n)])
 """,
+    "empty_base_url": r"""
+from infinium import InfiniumClient, InfiniumError
+c = InfiniumClient(AGENT, SECRET, base_url="", max_retries=0, enable_rate_limiting=False)
+print(repr(c.base_url))
+try:
+    c.send_task("n", "d", 1, current_datetime=WHEN)
+except InfiniumError as e:
+    print("not sent:", isinstance(e, InfiniumError))
+""",
 }
 
 

@@ -286,7 +286,10 @@ class _Ops:
         agent_secret = _env(agent_secret, "INFINIUM_AGENT_SECRET")
         validate_agent_credentials(agent_id, agent_secret)
         assert agent_id is not None and agent_secret is not None
-        base_url = _env(base_url, "INFINIUM_BASE_URL") or DEFAULT_BASE_URL
+        if base_url is None:
+            # Only an absent base_url falls back: an explicit "" stays "" (and
+            # fails to send, as the anchor's), never the production URL.
+            base_url = os.environ.get("INFINIUM_BASE_URL") or DEFAULT_BASE_URL
         self.agent_id = agent_id
         self.agent_secret = agent_secret
         self._trace_path_cache: Optional[Tuple[str, str]] = None
