@@ -46,6 +46,14 @@ try:
 except InfiniumError as e:
     print("not sent:", isinstance(e, InfiniumError))
 """,
+    "prompt_rendering": r"""
+from infinium import InfiniumClient
+c = InfiniumClient(AGENT, SECRET, base_url=BASE, max_retries=0, enable_rate_limiting=False)
+for variables in (None, {}, {"name": "Ada"}, {"name": None}, {"name": "", "other": "\\1 \\g<0>"},
+                  {"other": "{{name}}"}):
+    p = c.get_prompt(PROMPT, "prompt-key-1", version=2, variables=variables)
+    print(repr(p.rendered_content), repr(p.content))
+""",
 }
 
 

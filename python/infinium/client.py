@@ -235,7 +235,12 @@ def _env(value: Optional[str], name: str) -> Optional[str]:
 
 
 def _render(content: str, variables: Dict[str, str]) -> str:
-    return _PLACEHOLDER.sub(lambda m: str(variables.get(m.group(1), m.group(0))), content)
+    def value(m: re.Match[str]) -> str:
+        v = variables.get(m.group(1), m.group(0))
+        # None renders as nothing, as the anchor's; other values as str().
+        return "" if v is None else str(v)
+
+    return _PLACEHOLDER.sub(value, content)
 
 
 def _version_text(version: Union[str, int]) -> str:
