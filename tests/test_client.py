@@ -627,5 +627,9 @@ def test_limiter_is_on_by_default(
 def test_panics_and_bad_configuration_are_python_errors(agent_id: str) -> None:
     with pytest.raises(infinium.ConfigurationError):
         InfiniumClient(agent_id=agent_id, agent_secret="secret-123", timeout=0)
-    with pytest.raises(infinium.ConfigurationError):
+    with pytest.raises(infinium.ConfigurationError) as rate:
         InfiniumClient(agent_id=agent_id, agent_secret="secret-123", requests_per_second=-1)
+    # The anchor raises ValueError("requests_per_second must be positive").
+    assert isinstance(rate.value, ValueError)
+    assert str(rate.value) == "requests_per_second must be positive"
+    assert rate.value.config_key == "requests_per_second"

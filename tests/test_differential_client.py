@@ -54,6 +54,17 @@ for variables in (None, {}, {"name": "Ada"}, {"name": None}, {"name": "", "other
     p = c.get_prompt(PROMPT, "prompt-key-1", version=2, variables=variables)
     print(repr(p.rendered_content), repr(p.content))
 """,
+    "rate_not_positive": r"""
+from infinium import InfiniumClient, AsyncInfiniumClient
+for cls in (InfiniumClient, AsyncInfiniumClient):
+    for rate in (0, -1, 0.0):
+        try:
+            cls(AGENT, SECRET, base_url=BASE, requests_per_second=rate)
+        except ValueError as e:
+            print(cls.__name__, rate, "ValueError:", e)
+    # Without rate limiting the rate is not looked at.
+    print(cls(AGENT, SECRET, base_url=BASE, requests_per_second=0, enable_rate_limiting=False).base_url)
+""",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import re
 import time
@@ -33,6 +34,7 @@ from ._context import CapturedPromptFetch, get_current_trace_context
 from .exceptions import (
     AuthenticationError,
     BatchError,
+    ConfigurationError,
     InfiniumError,
     InfiniumTimeoutError,
     NetworkError,
@@ -221,6 +223,22 @@ _Step = Union[_Http, _Batch, _Sleep]
 _Op = Generator[_Step, Any, T]
 
 
+class _RateNotPositive(ConfigurationError, ValueError):
+    """``requests_per_second`` not > 0 with rate limiting on: the anchor raises
+    ``ValueError`` here, so this ``ConfigurationError`` is one too."""
+
+
+def _check_rate(requests_per_second: Any) -> None:
+    try:
+        rate = float(requests_per_second)
+    except (TypeError, ValueError):
+        return  # reported by the core, as before
+    if not (rate > 0 and math.isfinite(rate)):
+        raise _RateNotPositive(
+            "requests_per_second must be positive", config_key="requests_per_second"
+        )
+
+
 def _api_response(status: int, data: Any) -> ApiResponse:
     message = "Success"
     if isinstance(data, dict) and data:
@@ -290,6 +308,8 @@ class _Ops:
         agent_id = _env(agent_id, "INFINIUM_AGENT_ID")
         agent_secret = _env(agent_secret, "INFINIUM_AGENT_SECRET")
         validate_agent_credentials(agent_id, agent_secret)
+        if enable_rate_limiting:
+            _check_rate(requests_per_second)
         assert agent_id is not None and agent_secret is not None
         if base_url is None:
             # Only an absent base_url falls back: an explicit "" stays "" (and
