@@ -65,6 +65,37 @@ for cls in (InfiniumClient, AsyncInfiniumClient):
     # Without rate limiting the rate is not looked at.
     print(cls(AGENT, SECRET, base_url=BASE, requests_per_second=0, enable_rate_limiting=False).base_url)
 """,
+    "async_reuse_after_close": r"""
+from infinium import AsyncInfiniumClient
+async def main():
+    ac = AsyncInfiniumClient(AGENT, SECRET, base_url=BASE, max_retries=0, enable_rate_limiting=False)
+    async with ac as entered:
+        print(entered is ac, (await ac.send_task("first", "d", 1, current_datetime=WHEN)).message)
+    print((await ac.send_task("after close", "d", 1, current_datetime=WHEN)).message)
+    async with ac:
+        print((await ac.send_task("second with", "d", 1, current_datetime=WHEN)).message)
+    await ac.close()
+    await ac.close()
+asyncio.run(main())
+""",
+    "logger_names": r"""
+import logging
+from infinium import InfiniumClient, AsyncInfiniumClient
+class Show(logging.Handler):
+    def emit(self, record):
+        print(record.name, record.levelname, record.getMessage().replace(BASE, "BASE"))
+logging.getLogger("infinium").addHandler(Show())
+logging.getLogger("infinium").setLevel(logging.INFO)
+c = InfiniumClient(AGENT, SECRET, base_url=BASE, max_retries=0, enable_rate_limiting=False)
+print(c.logger.name)
+c.send_task("sync", "d", 1, current_datetime=WHEN)
+async def main():
+    ac = AsyncInfiniumClient(AGENT, SECRET, base_url=BASE, max_retries=0, enable_rate_limiting=False)
+    print(ac.logger.name)
+    await ac.send_task("async", "d", 1, current_datetime=WHEN)
+    await ac.close()
+asyncio.run(main())
+""",
 }
 
 

@@ -327,11 +327,8 @@ class _Ops:
         self.requests_per_second = requests_per_second
         if enable_logging:
             logging.basicConfig(level=getattr(logging, log_level.upper()))
-        self.logger = logger
-        self._engine = _core.CoreClient(
-            self.base_url,
-            agent_id,
-            agent_secret,
+        self.logger = logging.getLogger(self._logger_name)
+        self._engine_args: Dict[str, Any] = dict(
             timeout=float(timeout),
             timeout_text=str(timeout),
             max_retries=max_retries,
@@ -345,24 +342,38 @@ class _Ops:
         # --- background export (issue 6) ---
         self.background = background
         self.shutdown_timeout = shutdown_timeout
+        self._export_args: Dict[str, Any] = dict(
+            max_queue_size=max_queue_size,
+            spool_dir=os.fspath(spool_dir) if spool_dir is not None else None,
+            durable=durable,
+            shutdown_timeout=shutdown_timeout,
+            concurrency=export_concurrency,
+        )
         self._exporter: Optional[_core.Exporter] = None
         self._export_error: Optional[ValidationError] = None
-        if background:
+        self._engine = None
+        self._open()
+
+    #: The logger the anchor's module of this client logs to.
+    _logger_name = "infinium.client"
+
+    def _open(self) -> _core.CoreClient:
+        """Build the transport (and the background exporter): at construction,
+        and for the async client again on first use after ``close()``."""
+        engine = _core.CoreClient(
+            self.base_url, self.agent_id, self.agent_secret, **self._engine_args
+        )
+        self._engine = engine
+        if self.background:
             try:
                 path = self._trace_path()
             except ValidationError as exc:  # raised again by each send
                 self._export_error = exc
             else:
                 self._exporter = _background.start(
-                    self._engine,
-                    path,
-                    path.split("/")[2],
-                    max_queue_size=max_queue_size,
-                    spool_dir=os.fspath(spool_dir) if spool_dir is not None else None,
-                    durable=durable,
-                    shutdown_timeout=shutdown_timeout,
-                    concurrency=export_concurrency,
+                    engine, path, path.split("/")[2], **self._export_args
                 )
+        return engine
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(agent_id={self.agent_id!r}, base_url={self.base_url!r})"
@@ -410,10 +421,11 @@ class _Ops:
         path = self._trace_path()
         body = _core.dumps(task_data)
         name = getattr(task_data, "name", None)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("Sending task '%s' to %s%s", name, self.base_url, path)
+        log = self.logger
+        if log.isEnabledFor(logging.INFO):
+            log.info("Sending task '%s' to %s%s", name, self.base_url, path)
         answer = yield _Http("POST", path, body)
-        logger.info("Task '%s' sent successfully", name)
+        log.info("Task '%s' sent successfully", name)
         return _api_response(*answer)
 
     def _build_task(
@@ -463,7 +475,7 @@ class _Ops:
             else:
                 message = payload if payload is not None else f"Task '{name}' was not sent"
                 errors.append(message)
-                logger.error("%s", message)
+                self.logger.error("%s", message)
                 results.append(
                     ApiResponse(success=False, message=message, data={"task_name": name})
                 )
@@ -706,16 +718,22 @@ class InfiniumClient(_Ops):
 
 
 class AsyncInfiniumClient(_Ops):
-    """asyncio client: the same calls as ``InfiniumClient``, as coroutines."""
+    """asyncio client: the same calls as ``InfiniumClient``, as coroutines.
+
+    As the anchor's, it can be used again after ``close()`` (or a second
+    ``async with``): the next call opens a new connection pool."""
+
+    _logger_name = "infinium.async_client"
 
     async def __aenter__(self) -> AsyncInfiniumClient:
+        self._live_core()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        """Release the connection pool. The client cannot be used afterwards.
+        """Release the connection pool; a later call opens a new one.
 
         With ``background=True``: first deliver what is queued, for at most
         ``shutdown_timeout`` seconds, then spool the rest (with a ``spool_dir``)."""
@@ -733,6 +751,12 @@ class AsyncInfiniumClient(_Ops):
         done = await exporter.flush_async(timeout)
         _background.log_warnings(exporter)
         return bool(done)
+
+    def _live_core(self) -> _core.CoreClient:
+        core = self._engine
+        if core is None:  # closed: reopen, as the anchor's async client does
+            core = self._open()
+        return core
 
     async def _run(self, op: _Op[T]) -> T:
         return await _drive_async(self._live_core(), op)
@@ -752,6 +776,7 @@ class AsyncInfiniumClient(_Ops):
     async def send_task_data(self, task_data: TaskData) -> ApiResponse:
         """Validate, serialise and send one ``TaskData``."""
         if self.background:
+            self._live_core()
             return self._enqueue(task_data)
         return await self._run(self._op_send_task_data(task_data))
 
