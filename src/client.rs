@@ -94,7 +94,7 @@ impl CoreClient {
 impl CoreClient {
     #[new]
     #[pyo3(signature = (
-        base_url, agent_id, agent_secret, *, timeout=30.0, timeout_text=None, max_retries=3,
+        base_url, agent_id, agent_secret, *, timeout=Some(30.0), timeout_text=None, max_retries=3,
         requests_per_second=Some(10.0), burst=20, user_agent="infinium-python/1.0.0".to_owned(),
         verify_ssl=true, max_retry_after=60.0, backoff_base=1.0, pool_size=32
     ))]
@@ -103,7 +103,7 @@ impl CoreClient {
         base_url: String,
         agent_id: String,
         agent_secret: String,
-        timeout: f64,
+        timeout: Option<f64>,
         timeout_text: Option<String>,
         max_retries: u32,
         requests_per_second: Option<f64>,
@@ -119,7 +119,8 @@ impl CoreClient {
             agent_id,
             agent_secret,
             timeout,
-            timeout_text: timeout_text.unwrap_or_else(|| timeout.to_string()),
+            timeout_text: timeout_text
+                .unwrap_or_else(|| timeout.map_or_else(|| "None".to_owned(), |t| t.to_string())),
             max_retries,
             requests_per_second,
             burst,

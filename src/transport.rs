@@ -21,7 +21,9 @@ pub struct Config {
     pub base_url: String,
     pub agent_id: String,
     pub agent_secret: String,
-    pub timeout: f64,
+    /// Seconds per attempt; `None` (the user's `timeout=None`, as httpx) waits
+    /// as long as it takes.
+    pub timeout: Option<f64>,
     /// The timeout as the user wrote it (for messages: `30.0`, `5`).
     pub timeout_text: String,
     pub max_retries: u32,
@@ -105,7 +107,7 @@ fn install_crypto_provider() {
 
 impl Transport {
     pub fn new(cfg: Config) -> Result<Arc<Self>, Error> {
-        if !(cfg.timeout.is_finite() && cfg.timeout > 0.0) {
+        if matches!(cfg.timeout, Some(t) if !(t.is_finite() && t > 0.0)) {
             return Err(Error::Config {
                 message: "timeout must be a positive number".into(),
                 key: Some("timeout".into()),
@@ -146,13 +148,16 @@ impl Transport {
             }
         }
         install_crypto_provider();
-        let c = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(t) = self.cfg.timeout {
+            builder = builder.timeout(Duration::from_secs_f64(t));
+        }
+        let c = builder
             .redirect(reqwest::redirect::Policy::none())
             // Retries are ours (SPEC §4). reqwest's own policy would also copy
             // every request's method, URI and headers before sending it, in
             // case a retry were needed; with a limit of 0 it copies nothing.
             .retry(reqwest::retry::never().max_retries_per_request(0))
-            .timeout(Duration::from_secs_f64(self.cfg.timeout))
             .pool_max_idle_per_host(self.cfg.pool_size.max(1))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
@@ -328,7 +333,7 @@ impl Transport {
         if e.is_timeout() {
             return Error::Timeout {
                 message: format!("Request timed out after {} seconds", self.cfg.timeout_text),
-                seconds: self.cfg.timeout,
+                seconds: self.cfg.timeout.unwrap_or(f64::INFINITY),
             };
         }
         // The innermost cause says what really happened (refused, reset...).

@@ -96,6 +96,16 @@ async def main():
     await ac.close()
 asyncio.run(main())
 """,
+    "timeout_none": r"""
+from infinium import InfiniumClient, AsyncInfiniumClient
+c = InfiniumClient(AGENT, SECRET, base_url=BASE, timeout=None, max_retries=0)
+print(c.timeout, c.send_task("no timeout", "d", 1, current_datetime=WHEN).message)
+async def main():
+    ac = AsyncInfiniumClient(AGENT, SECRET, base_url=BASE, timeout=None, max_retries=0)
+    print(ac.timeout, (await ac.send_task("no timeout", "d", 1, current_datetime=WHEN)).message)
+    await ac.close()
+asyncio.run(main())
+""",
 }
 
 

@@ -19,7 +19,7 @@ class CoreClient:
         agent_id: str,
         agent_secret: str,
         *,
-        timeout: float = 30.0,
+        timeout: Optional[float] = 30.0,
         timeout_text: Optional[str] = None,
         max_retries: int = 3,
         requests_per_second: Optional[float] = 10.0,

@@ -329,7 +329,8 @@ class _Ops:
             logging.basicConfig(level=getattr(logging, log_level.upper()))
         self.logger = logging.getLogger(self._logger_name)
         self._engine_args: Dict[str, Any] = dict(
-            timeout=float(timeout),
+            # None: no timeout at all, as with the anchor's httpx client.
+            timeout=None if timeout is None else float(timeout),
             timeout_text=str(timeout),
             max_retries=max_retries,
             requests_per_second=float(requests_per_second) if enable_rate_limiting else None,
