@@ -637,3 +637,29 @@ def test_panics_and_bad_configuration_are_python_errors(agent_id: str) -> None:
     assert isinstance(rate.value, ValueError)
     assert str(rate.value) == "requests_per_second must be positive"
     assert rate.value.config_key == "requests_per_second"
+
+
+def test_changed_settings_apply_and_bad_ones_are_refused(
+    client: InfiniumClient, capture_server: CaptureServer, agent_id: str
+) -> None:
+    client.agent_secret = "rotated-secret-1"
+    client.timeout = 2
+    client.send_task("n", "d", 1)
+    assert capture_server.requests[-1].headers["x-agent-key"] == "rotated-secret-1"
+    with pytest.raises(infinium.ConfigurationError):
+        client.timeout = -1
+    assert client.timeout == 2  # refused: left as it was, and still usable
+    client.send_task("n", "d", 1)
+    assert capture_server.count() == 2
+    bg = InfiniumClient(
+        agent_id=agent_id,
+        agent_secret="secret-123",
+        base_url=capture_server.base_url,
+        background=True,
+    )
+    try:
+        with pytest.raises(infinium.ConfigurationError, match="background"):
+            bg.agent_secret = "rotated-secret-1"
+        assert bg.agent_secret == "secret-123"
+    finally:
+        bg.close()

@@ -7,6 +7,7 @@ the outputs must be identical."""
 from __future__ import annotations
 
 import sys
+from typing import Optional, Tuple
 
 import pytest
 
@@ -106,6 +107,19 @@ async def main():
     await ac.close()
 asyncio.run(main())
 """,
+    "attributes_changed_after_construction": r"""
+from infinium import InfiniumClient, AsyncInfiniumClient
+OTHER = "c56a4180-65aa-42ec-a945-5fd21dec0538"
+c = InfiniumClient(AGENT, SECRET, base_url=BASE + "/old", max_retries=0, enable_rate_limiting=False)
+c.agent_id, c.agent_secret, c.base_url, c.user_agent = OTHER, "new-secret-99", BASE, "ua/2"
+print(c.send_task("changed", "d", 1, current_datetime=WHEN).message)
+async def main():
+    ac = AsyncInfiniumClient(AGENT, SECRET, base_url=BASE + "/old", max_retries=0)
+    ac.base_url, ac.agent_secret = BASE, "async-secret-7"
+    print((await ac.send_task("async changed", "d", 1, current_datetime=WHEN)).message)
+    await ac.close()
+asyncio.run(main())
+""",
 }
 
 
@@ -124,6 +138,13 @@ def reply(req: Captured) -> Reply:
     return Reply(200, {"message": "Trace received", "traceId": "t-1"})
 
 
+COMPARED_HEADERS = ("user-agent", "x-agent-id", "x-agent-key", "x-prompt-id", "x-prompt-key")
+
+
+def request_key(r: Captured) -> Tuple[str, str, bytes, Tuple[Optional[str], ...]]:
+    return (r.method, r.path, r.body, tuple(r.headers.get(h) for h in COMPARED_HEADERS))
+
+
 @pytest.mark.parametrize("case", sorted(SCRIPTS))
 def test_client_behaves_as_the_anchor(
     case: str, capture_server: CaptureServer, anchor_python: str
@@ -134,10 +155,10 @@ def test_client_behaves_as_the_anchor(
     )
     script += SCRIPTS[case]
     anchor_out = run_script(anchor_python, script)
-    anchor_bodies = [(r.method, r.path, r.body) for r in capture_server.requests]
+    anchor_bodies = [request_key(r) for r in capture_server.requests]
     capture_server.requests.clear()
     ours_out = run_script(sys.executable, script)
-    ours_bodies = [(r.method, r.path, r.body) for r in capture_server.requests]
+    ours_bodies = [request_key(r) for r in capture_server.requests]
     assert ours_out == anchor_out
     assert anchor_out.strip(), "the script printed nothing"
     assert sorted(ours_bodies) == sorted(anchor_bodies)

@@ -177,6 +177,10 @@ _COERCE_TYPES: Dict[str, type] = {
     "expected_outcome": ExpectedOutcome,
     "environment": EnvironmentContext,
 }
+#: Client attributes the requests are made with (see ``_Ops.__setattr__``).
+_SETTINGS = frozenset(
+    ("agent_id", "agent_secret", "base_url", "timeout", "max_retries", "user_agent", "verify_ssl")
+)
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _VERSION_ERROR = "version must be a positive integer or 'latest'"
 
@@ -329,14 +333,8 @@ class _Ops:
             logging.basicConfig(level=getattr(logging, log_level.upper()))
         self.logger = logging.getLogger(self._logger_name)
         self._engine_args: Dict[str, Any] = dict(
-            # None: no timeout at all, as with the anchor's httpx client.
-            timeout=None if timeout is None else float(timeout),
-            timeout_text=str(timeout),
-            max_retries=max_retries,
             requests_per_second=float(requests_per_second) if enable_rate_limiting else None,
             burst=burst,
-            user_agent=user_agent,
-            verify_ssl=verify_ssl,
             max_retry_after=max_retry_after,
             backoff_base=backoff_base,
         )
@@ -358,12 +356,25 @@ class _Ops:
     #: The logger the anchor's module of this client logs to.
     _logger_name = "infinium.client"
 
+    def _new_engine(self) -> _core.CoreClient:
+        timeout = self.timeout
+        return _core.CoreClient(
+            self.base_url,
+            self.agent_id,
+            self.agent_secret,
+            # None: no timeout at all, as with the anchor's httpx client.
+            timeout=None if timeout is None else float(timeout),
+            timeout_text=str(timeout),
+            max_retries=self.max_retries,
+            user_agent=self.user_agent,
+            verify_ssl=self.verify_ssl,
+            **self._engine_args,
+        )
+
     def _open(self) -> _core.CoreClient:
         """Build the transport (and the background exporter): at construction,
         and for the async client again on first use after ``close()``."""
-        engine = _core.CoreClient(
-            self.base_url, self.agent_id, self.agent_secret, **self._engine_args
-        )
+        engine = self._new_engine()
         self._engine = engine
         if self.background:
             try:
@@ -375,6 +386,27 @@ class _Ops:
                     engine, path, path.split("/")[2], **self._export_args
                 )
         return engine
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The anchor reads these attributes on every request; ours are baked
+        # into the transport, so assigning one builds a new transport (and an
+        # invalid value is refused with the attribute left as it was).
+        if name not in _SETTINGS or self.__dict__.get("_engine") is None:
+            object.__setattr__(self, name, value)
+            return
+        if self.__dict__.get("_exporter") is not None:
+            raise ConfigurationError(
+                f"{name} cannot be changed on a client with background=True; create a new client",
+                config_key=name,
+            )
+        old = self.__dict__[name]
+        object.__setattr__(self, name, value)
+        try:
+            engine = self._new_engine()
+        except BaseException:
+            object.__setattr__(self, name, old)
+            raise
+        object.__setattr__(self, "_engine", engine)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(agent_id={self.agent_id!r}, base_url={self.base_url!r})"
