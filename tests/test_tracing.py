@@ -467,6 +467,71 @@ def test_trace_agent_on_coroutine_function_is_async() -> None:
     assert work.last_trace.output_summary == "8"  # type: ignore[attr-defined]
 
 
+def test_async_trace_agent_follows_an_awaitable_returned_by_a_sync_callable(
+    capture_server: Any, async_client: Any
+) -> None:
+    """infinium-o2's async_trace_agent awaits what the callable returns: a coroutine
+    function behind a plain sync decorator, or an object with ``async def __call__``,
+    is traced over the awaited work (scope, duration, result, exception)."""
+    import functools
+
+    def logged(func: Any) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    seen: List[Any] = []
+
+    @async_trace_agent("Wrapped", async_client)
+    @logged
+    async def wrapped(x: int) -> int:
+        await asyncio.sleep(0.02)
+        seen.append(get_current_trace_context())
+        return x * 2
+
+    @async_trace_agent("Wrapped failure", auto_send=False)
+    @logged
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("missing")
+
+    class Agent:
+        async def __call__(self, q: str) -> str:
+            seen.append(get_current_trace_context())
+            return q.upper()
+
+    agent = async_trace_agent("Callable", auto_send=False)(Agent())
+
+    @async_trace_agent("Plain", auto_send=False)
+    def plain(x: int) -> int:
+        return x + 1
+
+    async def main() -> None:
+        pending = wrapped(21)
+        assert get_current_trace_context() is None  # not in scope until awaited
+        assert await pending == 42
+        with pytest.raises(KeyError):
+            await failing()
+        assert await agent("hi") == "HI"
+        assert get_current_trace_context() is None
+
+    asyncio.run(main())
+    assert plain(1) == 2  # a plain value stays synchronous
+    assert plain.last_trace.output_summary == "2"  # type: ignore[attr-defined]
+
+    assert seen[0] is not None and seen[1] is not None
+    (body,) = traces(capture_server)
+    assert body["name"] == "Wrapped" and body["output_summary"] == "42"
+    assert body["duration"] >= 0.02 and body["steps"][0]["duration_ms"] >= 20
+    td = failing.last_trace  # type: ignore[attr-defined]
+    assert td.errors[0].error_type == "KeyError"
+    assert td.steps[0].error.error_type == "KeyError"
+    assert agent.last_trace.output_summary == "'HI'"  # type: ignore[attr-defined]
+    assert agent.last_trace.steps[0].description == "Execute Agent"  # type: ignore[attr-defined]
+
+
 # --- context scoping -------------------------------------------------------------------------
 
 

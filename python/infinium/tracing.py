@@ -1019,11 +1019,70 @@ def _wrap_async(
     return wrapper
 
 
+def _wrap_awaiting(
+    func: Callable[..., Any],
+    name: str,
+    desc: str,
+    step_desc: str,
+    client: Any,
+    send: bool,
+) -> Callable[..., Any]:
+    """``async_trace_agent`` on a callable that is not a coroutine function: a sync
+    wrapper around one, an object with an ``async def __call__``.
+
+    infinium-o2 awaits whatever such a callable returns, so an awaitable result is
+    traced to its completion: the returned coroutine re-enters the trace scope while
+    it awaits (LLM calls made there are captured), records the awaited value or
+    exception, then sends. A plain value is traced as by the sync wrapper.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = _DecoratedCall(args, kwargs, step_desc)
+        deferred = False
+        try:
+            result = func(*args, **kwargs)
+            if _isawaitable(result):
+                # Leave the scope until the awaitable runs (in the awaiting task).
+                _reset_trace_ctx(call._token)
+                deferred = True
+                return finish_awaited(call, result)
+            return call.returned(result)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        finally:
+            if not deferred:
+                task_data = call.finish(name, desc)
+                if send:
+                    _send_from_sync(client, task_data, name)
+                else:
+                    wrapper.last_trace = task_data  # type: ignore[attr-defined]
+
+    async def finish_awaited(call: _DecoratedCall, awaitable: Awaitable[Any]) -> Any:
+        call._token = _set_trace_ctx(call._ctx)
+        try:
+            return call.returned(await awaitable)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        finally:
+            task_data = call.finish(name, desc)
+            if send:
+                await _send_from_async(client, task_data, name)
+            else:
+                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+
+    wrapper.last_trace = None  # type: ignore[attr-defined]
+    return wrapper
+
+
 def _make_decorator(
     name: str,
     client: Any,
     auto_send: bool,
     description: Optional[str],
+    awaits_results: bool = False,
 ) -> Callable[[F], F]:
     send = bool(auto_send) and client is not None
 
@@ -1049,6 +1108,8 @@ def _make_decorator(
         wrapped: Callable[..., Any]
         if inspect.iscoroutinefunction(target):
             wrapped = _wrap_async(target, name, desc, step_desc, client, send)
+        elif awaits_results:
+            wrapped = _wrap_awaiting(target, name, desc, step_desc, client, send)
         else:
             wrapped = _wrap_sync(target, name, desc, step_desc, client, send)
         if descriptor is not None:
@@ -1086,8 +1147,15 @@ def async_trace_agent(
     auto_send: bool = True,
     description: Optional[str] = None,
 ) -> Callable[[F], F]:
-    """Async variant of :func:`trace_agent` (the same decorator: it picks by function)."""
-    return _make_decorator(name, client, auto_send, description)
+    """Async variant of :func:`trace_agent`.
+
+    A coroutine function gets the async wrapper. Any other callable is called at
+    once; when it returns an awaitable (a sync decorator around a coroutine
+    function, an object with an ``async def __call__``), the trace follows that
+    awaitable to its end, as infinium-o2 does; a plain result is traced as by
+    :func:`trace_agent`.
+    """
+    return _make_decorator(name, client, auto_send, description, awaits_results=True)
 
 
 def trace_decorator(
