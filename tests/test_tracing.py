@@ -606,6 +606,36 @@ def _thread_capture(tag: str) -> None:
     ctx.calls.append(CapturedLlmCall(provider="fake", model=f"{tag}-0", latency_ns=2 * 10**6))
 
 
+def test_captured_llm_call_dataclass_is_infinium_o2s() -> None:
+    """Fields, asdict, repr and == as infinium-o2's CapturedLlmCall; the wrappers'
+    bookkeeping (stream state, OTel start time) stays out of them."""
+    from infinium.integrations import CapturedLlmCall
+
+    names = [
+        "provider",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "temperature",
+        "latency_ns",
+        "error_type",
+        "error_message",
+        "input_preview",
+        "output_preview",
+    ]
+    assert [f.name for f in dataclasses.fields(CapturedLlmCall)] == names
+    call = CapturedLlmCall("openai", "gpt-4o", 10, 5, 0.2, 1_500_000, start_time_ns=7)
+    assert list(dataclasses.asdict(call)) == names
+    assert repr(call) == (
+        "CapturedLlmCall(provider='openai', model='gpt-4o', prompt_tokens=10, "
+        "completion_tokens=5, temperature=0.2, latency_ns=1500000, error_type=None, "
+        "error_message=None, input_preview=None, output_preview=None)"
+    )
+    assert call == CapturedLlmCall("openai", "gpt-4o", 10, 5, 0.2, 1_500_000)
+    assert call.start_time_ns == 7 and CapturedLlmCall("p", "m").start_time_ns is None
+    assert CapturedLlmCall("p", "m")._open is False
+
+
 def test_aggregate_usage_rules() -> None:
     from infinium._context import CapturedLlmCall
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from . import _core
@@ -38,9 +38,26 @@ __all__ = [
 iso_now: Callable[[], str] = _core.iso_now
 
 
+class _CallState:
+    """Bookkeeping of a :class:`CapturedLlmCall` kept out of its dataclass fields, so
+    ``fields()``, ``asdict()``, ``repr`` and ``==`` are infinium-o2's (annotations
+    on a plain base class are not dataclass fields; instances override these
+    class-level defaults when a wrapper sets them)."""
+
+    # Wall-clock start (ns since the epoch), used by the OpenTelemetry exporter.
+    start_time_ns: Optional[int] = None
+    # Streaming state: monotonic start, time of the last item received,
+    # accumulated output text, whether a stream is still open, preview cap.
+    _t0: int = 0
+    _t_last: int = 0
+    _parts: Optional[List[str]] = None
+    _open: bool = False
+    _output_limit: int = 1500
+
+
 @dataclass
-class CapturedLlmCall:
-    """One intercepted LLM API call (field order and names as in infinium-o2)."""
+class CapturedLlmCall(_CallState):
+    """One intercepted LLM API call (fields, their order and names as in infinium-o2)."""
 
     provider: str
     model: str
@@ -53,15 +70,12 @@ class CapturedLlmCall:
     # Opt-in content capture
     input_preview: Optional[str] = None
     output_preview: Optional[str] = None
-    # Wall-clock start (ns since the epoch), used by the OpenTelemetry exporter.
-    start_time_ns: Optional[int] = None
-    # Streaming state (private): monotonic start, time of the last item received,
-    # accumulated output text, and whether a stream is still open.
-    _t0: int = field(default=0, repr=False, compare=False)
-    _t_last: int = field(default=0, repr=False, compare=False)
-    _parts: Optional[List[str]] = field(default=None, repr=False, compare=False)
-    _open: bool = field(default=False, repr=False, compare=False)
-    _output_limit: int = field(default=1500, repr=False, compare=False)
+    # ``start_time_ns`` (see _CallState) is also a constructor argument, not a field.
+    start_time_ns: InitVar[Optional[int]] = None
+
+    def __post_init__(self, start_time_ns: Optional[int]) -> None:
+        if start_time_ns is not None:
+            self.start_time_ns = start_time_ns
 
     def finish_stream(self, error: Optional[BaseException] = None) -> None:
         """Finalise a streamed call exactly once (end, close, GC or trace end).
