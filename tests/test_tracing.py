@@ -636,6 +636,18 @@ def test_captured_llm_call_dataclass_is_infinium_o2s() -> None:
     assert CapturedLlmCall("p", "m")._open is False
 
 
+def test_get_current_trace_context_is_a_plain_function() -> None:
+    """infinium-o2's is a ``def``: introspection (signature, docs) works on it."""
+    import inspect
+
+    from infinium.integrations import get_current_trace_context as public
+
+    assert public is get_current_trace_context
+    assert inspect.isfunction(public)
+    assert str(inspect.signature(public)) == "() -> 'Optional[TraceContext]'"
+    assert public() is None
+
+
 def test_aggregate_usage_rules() -> None:
     from infinium._context import CapturedLlmCall
 

@@ -123,8 +123,14 @@ _current_trace_ctx: contextvars.ContextVar[Optional[TraceContext]] = contextvars
     "infinium_trace_ctx", default=None
 )
 
-#: Bound ``get`` of the context variable (one lookup per LLM call).
-get_current_trace_context = _current_trace_ctx.get
+
+def get_current_trace_context() -> Optional[TraceContext]:
+    """The active :class:`TraceContext`, or ``None`` outside a traced call.
+
+    A function (as in infinium-o2: ``inspect.signature`` and ``help`` work on it);
+    the SDK's own wrappers read the context variable directly.
+    """
+    return _current_trace_ctx.get()
 
 
 def set_trace_context(ctx: Optional[TraceContext]) -> contextvars.Token[Optional[TraceContext]]:
