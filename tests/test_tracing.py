@@ -648,6 +648,33 @@ def test_get_current_trace_context_is_a_plain_function() -> None:
     assert public() is None
 
 
+def test_tracing_module_star_import_and_helpers_as_infinium_o2() -> None:
+    """infinium-o2's tracing module has no __all__: a star import gave the types it
+    uses and its helpers, and ``from infinium.tracing import truncate_string`` works."""
+    ns: Dict[str, Any] = {}
+    exec("from infinium.tracing import *", ns)
+    for name in (
+        "TraceBuilder",
+        "StepContext",
+        "trace_agent",
+        "async_trace_agent",
+        "TaskData",
+        "ExecutionStep",
+        "ErrorDetail",
+        "ToolCall",
+        "LlmCall",
+        "ExpectedOutcome",
+        "EnvironmentContext",
+        "LlmUsage",
+        "get_current_iso_datetime",
+        "truncate_string",
+    ):
+        assert name in ns, name
+    assert ns["ErrorDetail"] is ErrorDetail
+    assert ns["truncate_string"]("abcdefghij", 6) == "abc..."
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", ns["get_current_iso_datetime"]())
+
+
 def test_aggregate_usage_rules() -> None:
     from infinium._context import CapturedLlmCall
 

@@ -50,15 +50,28 @@ from .types import (
     TaskData,
     ToolCall,
 )
+from .utils import get_current_iso_datetime, truncate_string
 
+# infinium-o2's module has no __all__, so ``from infinium.tracing import *`` also
+# gave the types and helpers it imports; they stay available that way.
 __all__ = [
+    "EnvironmentContext",
+    "ErrorDetail",
+    "ExecutionStep",
+    "ExpectedOutcome",
+    "LlmCall",
+    "LlmUsage",
     "StepContext",
+    "TaskData",
+    "ToolCall",
     "TraceBuilder",
     "add_trace_exporter",
     "async_trace_agent",
+    "get_current_iso_datetime",
     "remove_trace_exporter",
     "trace_agent",
     "trace_decorator",
+    "truncate_string",
 ]
 
 logger = logging.getLogger(__name__)
