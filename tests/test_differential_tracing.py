@@ -168,3 +168,114 @@ def test_same_traces_as_anchor(
         "anthropic/claude-3-5-haiku",
         "openai/gpt-4o",
     ]
+
+
+# --- the public tracing surface, without provider packages --------------------------------
+
+SURFACE_SCRIPT = r'''
+import asyncio, dataclasses, functools, inspect, os
+from infinium import AsyncInfiniumClient, async_trace_agent
+from infinium.integrations import CapturedLlmCall, get_current_trace_context
+
+env = os.environ
+client = AsyncInfiniumClient(
+    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
+    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
+)
+
+
+def logged(func):
+    """A plain (sync) decorator around a coroutine function, as users write them."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+    return wrapper
+
+
+@async_trace_agent("Wrapped Agent", client)
+@logged
+async def wrapped(x):
+    """Awaited through a sync wrapper."""
+    await asyncio.sleep(0.02)
+    get_current_trace_context().calls.append(
+        CapturedLlmCall("openai", "gpt-4o", prompt_tokens=3, completion_tokens=4)
+    )
+    return {"doubled": x * 2}
+
+
+@async_trace_agent("Wrapped Failure", client)
+@logged
+async def wrapped_failure():
+    await asyncio.sleep(0)
+    raise KeyError("missing")
+
+
+async def main():
+    print("result", await wrapped(21))
+    try:
+        await wrapped_failure()
+    except KeyError as exc:
+        print("raised", repr(exc))
+    print("outside", get_current_trace_context())
+    await client.close()
+
+asyncio.run(main())
+
+call = CapturedLlmCall("openai", "gpt-4o", 10, 5, 0.2, 1_500_000)
+print("fields", [f.name for f in dataclasses.fields(CapturedLlmCall)])
+print("asdict", dataclasses.asdict(call))
+print("repr", repr(call))
+print("eq", call == CapturedLlmCall("openai", "gpt-4o", 10, 5, 0.2, 1_500_000))
+print("signature", inspect.signature(get_current_trace_context).parameters)
+
+ns = {}
+exec("from infinium.tracing import *", ns)
+print("star", sorted(n for n in ns if n in (
+    "TraceBuilder", "StepContext", "trace_agent", "async_trace_agent", "TaskData",
+    "ExecutionStep", "ErrorDetail", "ToolCall", "LlmCall", "ExpectedOutcome",
+    "EnvironmentContext", "LlmUsage", "get_current_iso_datetime", "truncate_string",
+)))
+from infinium.tracing import get_current_iso_datetime, truncate_string
+print("truncate", truncate_string("abcdefghij", 6), truncate_string("abc", 2, suffix="!"))
+print("done")
+'''
+
+
+def test_public_tracing_surface_as_anchor(
+    anchor_python: str, capture_server: Any, agent_id: str, agent_secret: str
+) -> None:
+    """async_trace_agent on a sync wrapper of a coroutine function traces the awaited
+    call (scope, duration, result, error); CapturedLlmCall's dataclass fields, asdict,
+    repr and eq; get_current_trace_context's signature; what ``from infinium.tracing
+    import *`` provides."""
+    conftest = sys.modules[type(capture_server).__module__]
+    run_script = conftest.run_script  # type: ignore[attr-defined]
+    env = {
+        "DIFF_AGENT_ID": agent_id,
+        "DIFF_AGENT_SECRET": agent_secret,
+        "DIFF_CAPTURE_URL": capture_server.base_url,
+    }
+    bodies: List[List[Dict[str, Any]]] = []
+    outputs: List[str] = []
+    for python in (anchor_python, sys.executable):
+        start = len(capture_server.requests)
+        outputs.append(run_script(python, SURFACE_SCRIPT, env=env))
+        bodies.append(
+            [
+                r.json()
+                for r in capture_server.requests[start:]
+                if r.method == "POST" and r.path.endswith("/trace")
+            ]
+        )
+    theirs_out, ours_out = outputs
+    assert "done" in theirs_out
+    assert ours_out == theirs_out
+    theirs, ours = bodies
+    assert len(theirs) == 2
+    assert [json.dumps(mask(b), indent=1) for b in ours] == [
+        json.dumps(mask(a), indent=1) for a in theirs
+    ]
+    # the awaited call is inside the trace: its duration covers the sleep
+    assert ours[0]["duration"] >= 0.02 and ours[0]["steps"][0]["duration_ms"] >= 20
+    assert ours[0]["output_summary"] == "{'doubled': 42}"
+    assert ours[1]["errors"][0]["error_type"] == "KeyError"
