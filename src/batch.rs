@@ -113,11 +113,10 @@ async fn run_owned(
     let producer = tokio::task::spawn_blocking(move || {
         let mut next = 0;
         while next < total && !producer_stop.load(Ordering::Relaxed) {
-            if !bridge::python_alive() {
-                return;
-            }
             let end = (next + CHUNK).min(total);
-            let items = Python::attach(|py| prepare(py, &tasks, next, end));
+            let Some(items) = bridge::with_python(|py| prepare(py, &tasks, next, end)) else {
+                return;
+            };
             next = end;
             for item in items {
                 if tx.blocking_send(item).is_err() {

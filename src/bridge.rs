@@ -7,13 +7,15 @@
 //!   running loop, resolved with `call_soon_threadsafe`; cancelling it aborts
 //!   the Rust task. The loop is never blocked.
 //!
-//! Completions never touch Python once interpreter shutdown has begun.
+//! Runtime threads enter Python only through [`with_python`], never once
+//! interpreter shutdown has begun, and shutdown waits for those inside to
+//! leave (see [`mark_shutdown`]).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use pyo3::prelude::*;
@@ -24,11 +26,57 @@ use crate::error::{from_panic, Error};
 use crate::runtime;
 
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+/// Runtime threads inside [`with_python`] right now.
+static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
+/// How long shutdown waits for runtime threads to leave Python.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Called from an `atexit` hook: from now on background completions drop
-/// their results instead of calling into Python.
-pub fn mark_shutdown() {
+/// Called from an `atexit` hook (the interpreter still whole): from now on
+/// runtime threads stay out of Python (completions are dropped), and the
+/// ones already inside are let finish first.
+///
+/// A runtime thread must not be inside Python when finalisation starts. A
+/// call that releases the GIL there (asyncio's `call_soon_threadsafe` does,
+/// to write to the loop's self-pipe) would, on taking it back, be ended by
+/// CPython with `pthread_exit`, whose unwinding through Rust frames aborts
+/// the whole process. So this releases the GIL and waits (at most
+/// `SHUTDOWN_GRACE`) until no thread is inside.
+pub fn mark_shutdown(py: Python<'_>) {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while IN_PYTHON.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// Leaves the count of [`IN_PYTHON`] however the call ends.
+struct InPython;
+
+impl InPython {
+    fn enter() -> Self {
+        IN_PYTHON.fetch_add(1, Ordering::SeqCst);
+        InPython
+    }
+}
+
+impl Drop for InPython {
+    fn drop(&mut self) {
+        IN_PYTHON.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Run `f` with the GIL from a runtime thread, or not at all (`None`) once
+/// interpreter shutdown has begun. Counted first, checked second: either
+/// this thread sees the shutdown flag, or [`mark_shutdown`] sees it inside
+/// and waits for it.
+pub fn with_python<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
+    let _inside = InPython::enter();
+    if !python_alive() {
+        return None;
+    }
+    Python::try_attach(f)
 }
 
 pub fn python_alive() -> bool {
@@ -144,10 +192,7 @@ where
     let fut_ref = py_fut.clone().unbind();
     let handle = spawn_caught(async move {
         let result = fut.await;
-        if !python_alive() {
-            return Ok(());
-        }
-        Python::attach(|py| {
+        with_python(|py| {
             let (exc, value): (Py<PyAny>, Py<PyAny>) =
                 match result.map_err(PyErr::from).and_then(|v| convert(py, v)) {
                     Ok(v) => (py.None(), v),

@@ -34,10 +34,11 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, error::Error>) -> PyResult<T> {
     }
 }
 
-/// Interpreter shutdown has begun: stop calling into Python from the runtime.
+/// Interpreter shutdown has begun (an `atexit` hook): runtime threads stop
+/// calling into Python, and those inside are let leave first.
 #[pyfunction]
-fn _shutdown() {
-    bridge::mark_shutdown();
+fn _shutdown(py: Python<'_>) {
+    bridge::mark_shutdown(py);
 }
 
 #[pymodule]

@@ -79,6 +79,7 @@ from .utils import (
     exponential_backoff,
     get_current_iso_datetime,
     merge_dicts,
+    retry_with_backoff,
     safe_json_loads,
     validate_agent_credentials,
     validate_duration,
@@ -89,9 +90,10 @@ from .utils import (
     validate_string_length,
 )
 
-#: Besides the clients, the names the anchor's ``infinium.client`` module
-#: offers (it imported them), so ``from infinium.client import TaskData`` and
-#: ``from infinium.client import *`` keep working.
+#: Besides the clients, the names the anchor's ``infinium.client`` and
+#: ``infinium.async_client`` modules offer (they imported them), so
+#: ``from infinium.client import TaskData`` and ``import *`` keep working
+#: (``infinium.async_client`` re-exports this list).
 __all__ = [
     "DEFAULT_BASE_URL",
     "AsyncInfiniumClient",
@@ -139,6 +141,7 @@ __all__ = [
     "exponential_backoff",
     "get_current_iso_datetime",
     "merge_dicts",
+    "retry_with_backoff",
     "safe_json_loads",
     "validate_agent_credentials",
     "validate_duration",
