@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import gc
+import inspect
 import logging
 import re
 import sys
@@ -410,20 +412,6 @@ def test_decorator_error_recorded_and_reraised() -> None:
     assert td.output_summary is None
 
 
-def test_generators_rejected() -> None:
-    def gen() -> Any:
-        yield 1
-
-    async def agen() -> Any:
-        yield 1
-
-    for decorate in (trace_agent("n"), async_trace_agent("n")):
-        with pytest.raises(TypeError, match="generator"):
-            decorate(gen)
-        with pytest.raises(TypeError, match="generator"):
-            decorate(agen)
-
-
 def test_methods_staticmethods_classmethods() -> None:
     class Agent:
         factor = 3
@@ -530,6 +518,358 @@ def test_async_trace_agent_follows_an_awaitable_returned_by_a_sync_callable(
     assert td.steps[0].error.error_type == "KeyError"
     assert agent.last_trace.output_summary == "'HI'"  # type: ignore[attr-defined]
     assert agent.last_trace.steps[0].description == "Execute Agent"  # type: ignore[attr-defined]
+
+
+# --- decorators: generator functions ----------------------------------------------------------
+
+
+def test_generator_traced_across_iteration(capture_server: Any, client: Any) -> None:
+    """The wrapper is a generator function; the trace runs from the first ``next`` to
+    exhaustion, the return value is the result, and the scope is entered for each resume
+    and left before each value reaches the consumer."""
+    inside: List[Any] = []
+    between: List[Any] = []
+
+    @client.trace("Streaming Agent")
+    def stream(topic: str, *, n: int = 3) -> Any:
+        """Stream findings."""
+        for i in range(n):
+            time.sleep(0.01)
+            inside.append(get_current_trace_context())
+            yield f"{topic}-{i}"
+        time.sleep(0.01)
+        return {"count": n}
+
+    assert inspect.isgeneratorfunction(stream)
+    assert stream.__name__ == "stream" and stream.__doc__ == "Stream findings."
+    it = stream("rust", n=3)
+    assert traces(capture_server) == []  # nothing runs before the first next
+    got = []
+    for item in it:
+        between.append(get_current_trace_context())
+        assert traces(capture_server) == []  # not sent before the end
+        time.sleep(0.01)  # consumer work: inside the wall time, outside the scope
+        got.append(item)
+    assert got == ["rust-0", "rust-1", "rust-2"]
+    assert between == [None, None, None]
+    assert inside[0] is not None and all(c is inside[0] for c in inside)
+    assert get_current_trace_context() is None
+    (body,) = traces(capture_server)
+    assert body["name"] == "Streaming Agent" and body["description"] == "Stream findings."
+    assert body["input_summary"] == "{'args': ('rust',), 'kwargs': {'n': 3}}"
+    assert body["output_summary"] == "{'count': 3}"
+    (step,) = body["steps"]
+    assert (step["action"], step["description"]) == ("execution", "Execute stream")
+    assert step["output_preview"] == "{'count': 3}"
+    assert step["duration_ms"] >= 70 and body["duration"] >= 0.07
+    assert "errors" not in body and "error" not in step
+
+    @trace_agent("quiet", auto_send=False)
+    def quiet() -> Any:
+        yield 1
+
+    assert list(quiet()) == [1]
+    td = quiet.last_trace  # type: ignore[attr-defined]
+    assert td.output_summary is None and td.steps[0].output_preview == "None"
+    pending = quiet()
+    pending.close()  # closed before it started: no trace
+    del pending
+    assert quiet.last_trace is td  # type: ignore[attr-defined]
+
+
+def test_generator_exception_recorded_and_reraised(capture_server: Any, client: Any) -> None:
+    @trace_agent("Failing stream", client)
+    def failing() -> Any:
+        yield 1
+        raise ValueError("broke mid-stream")
+
+    got = []
+    with pytest.raises(ValueError, match="broke mid-stream"):
+        for item in failing():
+            got.append(item)
+    assert got == [1]
+    (body,) = traces(capture_server)
+    assert body["errors"][0]["error_type"] == "ValueError"
+    assert body["errors"][0]["message"] == "broke mid-stream"
+    assert "failing" in body["errors"][0]["stack_trace"]
+    assert body["steps"][0]["error"]["error_type"] == "ValueError"
+    assert "output_summary" not in body and "output_preview" not in body["steps"][0]
+
+
+def test_generator_closed_early_is_not_an_error(capture_server: Any, client: Any) -> None:
+    """break, close() and garbage collection finish and send the trace (no error); the
+    inner generator's cleanup runs inside the trace scope."""
+    cleanup: List[Any] = []
+
+    @client.trace("Endless")
+    def endless(tag: str) -> Any:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            cleanup.append((tag, get_current_trace_context()))
+
+    for i in endless("break"):
+        if i == 2:
+            break
+    assert len(traces(capture_server)) == 1  # the loop dropped it: closed at once
+
+    it = endless("close")
+    assert next(it) == 0 and next(it) == 1
+    it.close()
+    assert len(traces(capture_server)) == 2
+    it.close()  # closing again does nothing
+    assert len(traces(capture_server)) == 2
+
+    it = endless("gc")
+    next(it)
+    del it
+    gc.collect()
+    bodies = traces(capture_server)
+    assert len(bodies) == 3
+    for body in bodies:
+        assert "errors" not in body and "output_summary" not in body
+        (step,) = body["steps"]
+        assert "error" not in step and "output_preview" not in step
+        assert isinstance(step["duration_ms"], int)
+    assert [tag for tag, _ in cleanup] == ["break", "close", "gc"]
+    assert all(ctx is not None for _, ctx in cleanup)
+    assert get_current_trace_context() is None
+
+
+def test_generator_cleanup_error_is_recorded() -> None:
+    @trace_agent("stubborn", auto_send=False)
+    def stubborn() -> Any:
+        try:
+            yield 1
+        finally:
+            raise OSError("cleanup failed")
+
+    it = stubborn()
+    next(it)
+    with pytest.raises(OSError, match="cleanup failed"):
+        it.close()
+    td = stubborn.last_trace  # type: ignore[attr-defined]
+    assert td.errors[0].error_type == "OSError"
+    assert td.steps[0].error.error_type == "OSError"
+
+
+def test_generator_send_throw_and_return_delegated() -> None:
+    seen: List[Any] = []
+
+    @trace_agent("echo", auto_send=False)
+    def echo() -> Any:
+        total = 0
+        while True:
+            try:
+                value = yield total
+            except KeyError as exc:
+                seen.append(("caught", exc.args[0], get_current_trace_context() is not None))
+                value = 100
+            if value is None:
+                return total
+            total += value
+
+    it = echo()
+    assert next(it) == 0
+    assert it.send(5) == 5
+    assert it.send(2) == 7
+    assert it.throw(KeyError("k")) == 107
+    with pytest.raises(StopIteration) as stop:
+        it.send(None)
+    assert stop.value.value == 107
+    assert seen == [("caught", "k", True)]
+    td = echo.last_trace  # type: ignore[attr-defined]
+    assert td.output_summary == "107" and td.errors is None
+    assert td.input_summary == "{'args': (), 'kwargs': {}}"
+
+    def outer() -> Any:
+        result = yield from echo()
+        return ("outer", result)
+
+    it = outer()
+    next(it)
+    it.send(3)
+    with pytest.raises(StopIteration) as stop:
+        it.send(None)
+    assert stop.value.value == ("outer", 3)
+
+    # an exception thrown in and not handled is the generator's error
+    it = echo()
+    next(it)
+    with pytest.raises(ZeroDivisionError):
+        it.throw(ZeroDivisionError("thrown in"))
+    td = echo.last_trace  # type: ignore[attr-defined]
+    assert td.errors[0].error_type == "ZeroDivisionError"
+    assert td.errors[0].message == "thrown in"
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_nested_and_consumer_scopes_with_generators() -> None:
+    """A decorated call inside the generator body makes its own trace; a traced consumer
+    keeps its own scope between items."""
+    seen: Dict[str, Any] = {}
+
+    @trace_agent("inner", auto_send=False)
+    def inner() -> int:
+        seen["inner"] = get_current_trace_context()
+        return 1
+
+    @trace_agent("gen", auto_send=False)
+    def gen() -> Any:
+        seen["gen"] = get_current_trace_context()
+        yield inner()
+        seen["gen_after"] = get_current_trace_context()
+        yield 2
+
+    @trace_agent("consumer", auto_send=False)
+    def consumer() -> List[int]:
+        seen["consumer"] = get_current_trace_context()
+        out = []
+        for item in gen():
+            seen.setdefault("between", []).append(get_current_trace_context())
+            out.append(item)
+        return out
+
+    assert consumer() == [1, 2]
+    assert seen["consumer"] is not None and seen["gen"] is not None
+    assert seen["gen"] is seen["gen_after"] and seen["gen"] is not seen["consumer"]
+    assert seen["inner"] is not None and seen["inner"] is not seen["gen"]
+    assert seen["between"] == [seen["consumer"], seen["consumer"]]
+    assert gen.last_trace.output_summary is None  # type: ignore[attr-defined]
+    assert consumer.last_trace.output_summary == "[1, 2]"  # type: ignore[attr-defined]
+    assert inner.last_trace.output_summary == "1"  # type: ignore[attr-defined]
+
+
+def test_every_decorator_accepts_generator_functions(client: Any) -> None:
+    """trace_agent, async_trace_agent and client.trace keep the kind of the function
+    (infinium-o2's async_trace_agent made a sync generator a failing coroutine), also
+    through staticmethod/classmethod."""
+
+    def gen(n: int) -> Any:
+        yield from range(n)
+        return "end"
+
+    async def agen(n: int) -> Any:
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    async def collect(it: Any) -> List[Any]:
+        return [x async for x in it]
+
+    for decorate in (
+        trace_agent("n", auto_send=False),
+        async_trace_agent("n", auto_send=False),
+        client.trace("n", auto_send=False),
+    ):
+        g = decorate(gen)
+        ag = decorate(agen)
+        assert inspect.isgeneratorfunction(g) and not inspect.isasyncgenfunction(g)
+        assert inspect.isasyncgenfunction(ag) and not inspect.isgeneratorfunction(ag)
+        assert list(g(3)) == [0, 1, 2]
+        assert g.last_trace.output_summary == "'end'"  # type: ignore[attr-defined]
+        assert asyncio.run(collect(ag(3))) == [0, 1, 2]
+        assert ag.last_trace.steps[0].description == "Execute agen"  # type: ignore[attr-defined]
+
+    class Agent:
+        @trace_agent("static", auto_send=False)
+        @staticmethod
+        def items(n: int) -> Any:
+            yield from range(n)
+
+        @trace_agent("method", auto_send=False)
+        def doubled(self, n: int) -> Any:
+            for i in range(n):
+                yield 2 * i
+
+    assert list(Agent.items(2)) == [0, 1]
+    assert list(Agent().doubled(2)) == [0, 2]
+    assert Agent.__dict__["items"].__func__.last_trace.name == "static"
+
+
+def test_async_generator_traced_across_iteration(capture_server: Any, async_client: Any) -> None:
+    inside: List[Any] = []
+    between: List[Any] = []
+    cleanup: List[Any] = []
+
+    @async_client.trace("Async stream")
+    async def stream(n: int) -> Any:
+        try:
+            for i in range(n):
+                await asyncio.sleep(0.01)
+                inside.append(get_current_trace_context())
+                yield i
+        finally:
+            cleanup.append(get_current_trace_context())
+
+    @async_trace_agent("Async echo", async_client)
+    async def echo() -> Any:
+        total = 0
+        while True:
+            try:
+                value = yield total
+            except KeyError:
+                value = 100
+            if value is None:
+                raise RuntimeError(f"stopped at {total}")
+            total += value
+
+    async def main() -> None:
+        got = []
+        async for item in stream(3):
+            between.append(get_current_trace_context())
+            got.append(item)
+        assert got == [0, 1, 2]
+        assert between == [None, None, None]
+        assert len(traces(capture_server)) == 1
+
+        it = stream(100)
+        assert await it.__anext__() == 0
+        assert await it.__anext__() == 1
+        assert len(traces(capture_server)) == 1
+        await it.aclose()
+        assert len(traces(capture_server)) == 2
+
+        e = echo()
+        assert await e.asend(None) == 0
+        assert await e.asend(4) == 4
+        assert await e.athrow(KeyError("k")) == 104
+        with pytest.raises(RuntimeError, match="stopped at 104"):
+            await e.asend(None)
+
+    asyncio.run(main())
+    assert inside[0] is not None and inside[:3] == [inside[0]] * 3
+    assert len(cleanup) == 2 and all(ctx is not None for ctx in cleanup)
+    full, closed, failed = traces(capture_server)
+    assert full["name"] == "Async stream"
+    assert full["input_summary"] == "{'args': (3,), 'kwargs': {}}"
+    assert full["steps"][0]["duration_ms"] >= 30 and full["duration"] >= 0.03
+    assert full["steps"][0]["output_preview"] == "None" and "output_summary" not in full
+    assert "errors" not in full and "errors" not in closed
+    assert "output_preview" not in closed["steps"][0]
+    assert closed["input_summary"] == "{'args': (100,), 'kwargs': {}}"
+    assert failed["name"] == "Async echo"
+    assert failed["errors"][0]["error_type"] == "RuntimeError"
+    assert failed["steps"][0]["error"]["message"] == "stopped at 104"
+
+
+def test_generator_send_failure_logged_not_raised(
+    capture_server: Any, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    Reply = reply_cls(capture_server)
+    capture_server.script(Reply(500, {"error": "down"}))
+
+    @client.trace("Flaky stream")
+    def work() -> Any:
+        yield "ok"
+
+    with caplog.at_level(logging.WARNING, logger="infinium.tracing"):
+        assert list(work()) == ["ok"]
+    assert any("Failed to auto-send trace for Flaky stream" in r.message for r in caplog.records)
 
 
 # --- context scoping -------------------------------------------------------------------------

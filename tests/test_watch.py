@@ -446,3 +446,74 @@ def test_import_does_not_load_provider_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_llm_calls_inside_traced_generators_are_captured(
+    fake: FakeProvider, capture_server: Any, client: Any
+) -> None:
+    """A decorated generator captures the LLM calls its body makes, across resumes (a
+    stream relayed chunk by chunk); a call the consumer makes between items is not
+    part of that trace."""
+    llm = watch(oai(fake), capture_content=True)
+
+    @client.trace("Relay")
+    def relay(q: str) -> Any:
+        r = llm.chat.completions.create(model="gpt-4o", messages=USER)
+        yield r.choices[0].message.content
+        stream = llm.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": q}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+        return "relayed"
+
+    got = []
+    for i, part in enumerate(relay("relay three words")):
+        got.append(part)
+        if i == 0:  # the consumer's own call, outside the generator's trace
+            llm.chat.completions.create(model="gpt-4.1", messages=USER)
+    assert got[0] == "Echo from gpt-4o: hello there"
+    assert "".join(got[1:]) == "Echo from gpt-4o-mini: relay three words"
+    (body,) = received(capture_server)
+    assert body["output_summary"] == "'relayed'"
+    steps = llm_steps(body)
+    assert [s["description"] for s in steps] == ["openai/gpt-4o", "openai/gpt-4o-mini"]
+    assert steps[1]["output_preview"] == "Echo from gpt-4o-mini: relay three words"
+    assert steps[1]["llm_call"]["completion_tokens"] == 6  # the stream's usage chunk
+    assert body["llm_usage"]["api_calls_count"] == 2
+
+
+def test_llm_calls_inside_traced_async_generators_are_captured(
+    fake: FakeProvider, capture_server: Any, async_client: Any
+) -> None:
+    llm = watch(oai(fake, openai.AsyncOpenAI))
+
+    @async_client.trace("Async relay")
+    async def relay(n: int) -> Any:
+        for i in range(n):
+            r = await llm.chat.completions.create(
+                model=f"gpt-4o-{i}", messages=[{"role": "user", "content": f"turn {i}"}]
+            )
+            yield r.choices[0].message.content
+
+    async def run() -> List[str]:
+        gen = relay(5)
+        got = []
+        async for part in gen:
+            got.append(part)
+            await llm.chat.completions.create(model="consumer", messages=USER)
+            if len(got) == 2:
+                break  # async for does not close it: aclose() does
+        assert received(capture_server) == []
+        await gen.aclose()
+        return got
+
+    got = asyncio.run(run())
+    assert got == ["Echo from gpt-4o-0: turn 0", "Echo from gpt-4o-1: turn 1"]
+    (body,) = received(capture_server)
+    assert [s["description"] for s in llm_steps(body)] == ["openai/gpt-4o-0", "openai/gpt-4o-1"]
+    assert "errors" not in body and "output_summary" not in body

@@ -3,8 +3,9 @@
 Behaviour follows ``infinium-o2`` 1.2.0 (caps, step shapes, aggregate usage), with
 these additions: ``StepContext.run`` and ``async with`` (JavaScript-edition parity),
 thread-safe step numbering, a bounded and exception-proof ``repr`` for the decorator
-summaries, generator functions rejected, and the decorators picking sync or async by
-the decorated function.
+summaries, the decorators picking sync or async by the decorated function, and
+generator functions traced across their iteration (infinium-o2 traced only the
+creation of the generator object).
 
 All captured data is factual (timings, token counts, error types); the agent never
 grades its own work.
@@ -925,6 +926,10 @@ class _DecoratedCall:
         self._duration_ms = (_perf_ns() - self._step_start_ns) // 1_000_000
         return result
 
+    def ended(self) -> None:
+        """The step ended without a result or an error (a generator closed early)."""
+        self._duration_ms = (_perf_ns() - self._step_start_ns) // 1_000_000
+
     def failed(self, exc: BaseException) -> None:
         """The function raised ``exc`` (which propagates)."""
         self._duration_ms = (_perf_ns() - self._step_start_ns) // 1_000_000
@@ -1090,6 +1095,125 @@ def _wrap_awaiting(
     return wrapper
 
 
+def _wrap_generator(
+    func: Callable[..., Any],
+    name: str,
+    desc: str,
+    step_desc: str,
+    client: Any,
+    send: bool,
+) -> Callable[..., Any]:
+    """A generator function traced across its iteration.
+
+    The wrapper is a generator function too. Its trace starts when its body first
+    runs (the first ``next``/``send``) and ends when the inner generator returns
+    (its return value is the result), raises, or is closed early (``close()``,
+    ``break``, garbage collection: not an error). Each resume of the inner
+    generator runs inside the trace scope, which is left before every value is
+    handed to the consumer; ``send``, ``throw`` and ``close`` are delegated as by
+    ``yield from``.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = _DecoratedCall(args, kwargs, step_desc)  # in the scope from here
+        try:
+            gen = func(*args, **kwargs)
+            sent: Any = None
+            thrown: Optional[BaseException] = None
+            while True:
+                try:
+                    item = gen.send(sent) if thrown is None else gen.throw(thrown)
+                except StopIteration as stop:
+                    return call.returned(stop.value)
+                finally:
+                    thrown = None  # drop the reference (no traceback cycle)
+                _reset_trace_ctx(call._token)  # the consumer runs outside the trace
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    call._token = _set_trace_ctx(call._ctx)
+                    gen.close()
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+                    sent = None
+                call._token = _set_trace_ctx(call._ctx)
+        except GeneratorExit:
+            call.ended()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        finally:
+            task_data = call.finish(name, desc)
+            if send:
+                _send_from_sync(client, task_data, name)
+            else:
+                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+
+    wrapper.last_trace = None  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _wrap_async_generator(
+    func: Callable[..., Any],
+    name: str,
+    desc: str,
+    step_desc: str,
+    client: Any,
+    send: bool,
+) -> Callable[..., Any]:
+    """An async generator function traced across its iteration, as
+    :func:`_wrap_generator` (``asend``, ``athrow`` and ``aclose`` delegated; the
+    result is always None, an async generator returns no value)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call = _DecoratedCall(args, kwargs, step_desc)  # in the scope from here
+        try:
+            agen = func(*args, **kwargs)
+            sent: Any = None
+            thrown: Optional[BaseException] = None
+            while True:
+                try:
+                    if thrown is None:
+                        item = await agen.asend(sent)
+                    else:
+                        item = await agen.athrow(thrown)
+                except StopAsyncIteration:
+                    call.returned(None)
+                    return
+                finally:
+                    thrown = None
+                _reset_trace_ctx(call._token)  # the consumer runs outside the trace
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    call._token = _set_trace_ctx(call._ctx)
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    thrown = exc
+                    sent = None
+                call._token = _set_trace_ctx(call._ctx)
+        except GeneratorExit:
+            call.ended()
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        finally:
+            task_data = call.finish(name, desc)
+            if send:
+                await _send_from_async(client, task_data, name)
+            else:
+                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+
+    wrapper.last_trace = None  # type: ignore[attr-defined]
+    return wrapper
+
+
 def _make_decorator(
     name: str,
     client: Any,
@@ -1108,12 +1232,6 @@ def _make_decorator(
         if not callable(target):
             raise TypeError(f"trace decorator needs a callable, got {type(target).__name__}")
         fname = _func_name(target)
-        if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
-            raise TypeError(
-                f"cannot trace generator function {fname!r}: the trace would end when the "
-                "generator object is created, before any work is done. Trace a regular "
-                "function that consumes the generator instead."
-            )
         desc = (description or getattr(target, "__doc__", None) or "").strip()
         if not desc:
             desc = f"Auto-traced call to {fname}"
@@ -1121,6 +1239,10 @@ def _make_decorator(
         wrapped: Callable[..., Any]
         if inspect.iscoroutinefunction(target):
             wrapped = _wrap_async(target, name, desc, step_desc, client, send)
+        elif inspect.isgeneratorfunction(target):
+            wrapped = _wrap_generator(target, name, desc, step_desc, client, send)
+        elif inspect.isasyncgenfunction(target):
+            wrapped = _wrap_async_generator(target, name, desc, step_desc, client, send)
         elif awaits_results:
             wrapped = _wrap_awaiting(target, name, desc, step_desc, client, send)
         else:
@@ -1148,7 +1270,10 @@ def trace_agent(
     sent through ``client.send_task_data``; a failed send is logged, never raised.
     Without sending, the built trace is kept as ``wrapper.last_trace``.
 
-    Coroutine functions get an async wrapper; generator functions are rejected.
+    Coroutine functions get an async wrapper. A generator function (sync or async)
+    gets a generator wrapper traced across the iteration: from the first ``next``
+    to exhaustion (the return value is the result), an exception, or an early
+    close (not an error).
     """
     return _make_decorator(name, client, auto_send, description)
 
@@ -1166,7 +1291,9 @@ def async_trace_agent(
     once; when it returns an awaitable (a sync decorator around a coroutine
     function, an object with an ``async def __call__``), the trace follows that
     awaitable to its end, as infinium-o2 does; a plain result is traced as by
-    :func:`trace_agent`.
+    :func:`trace_agent`. A generator function is traced across its iteration, as
+    by :func:`trace_agent` (infinium-o2 returned a coroutine that failed when
+    awaited).
     """
     return _make_decorator(name, client, auto_send, description, awaits_results=True)
 
