@@ -637,6 +637,12 @@ def test_panics_and_bad_configuration_are_python_errors(agent_id: str) -> None:
     assert isinstance(rate.value, ValueError)
     assert str(rate.value) == "requests_per_second must be positive"
     assert rate.value.config_key == "requests_per_second"
+    # The anchor accepts these and fails at send time; ours says so up front.
+    for bad in (-1, None, 2.0, "3", 2**32):
+        with pytest.raises(infinium.ConfigurationError, match="^max_retries must be an integer"):
+            InfiniumClient(agent_id=agent_id, agent_secret="secret-123", max_retries=bad)
+    with pytest.raises(infinium.ConfigurationError, match="^timeout must be a positive number$"):
+        InfiniumClient(agent_id=agent_id, agent_secret="secret-123", timeout="soon")
 
 
 def test_changed_settings_apply_and_bad_ones_are_refused(

@@ -246,6 +246,25 @@ def _check_rate(requests_per_second: Any) -> None:
         )
 
 
+def _seconds(value: Any, key: str) -> float:
+    """A number of seconds as a float (its range is checked by the core)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{key} must be a positive number", config_key=key) from None
+
+
+_MAX_COUNT = 2**32 - 1
+
+
+def _count(value: Any, key: str) -> int:
+    """A non-negative int (not a float, a str or None: the anchor fails on those
+    only later, at send time)."""
+    if not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise ConfigurationError(f"{key} must be an integer from 0 to {_MAX_COUNT}", config_key=key)
+    return value
+
+
 def _api_response(status: int, data: Any) -> ApiResponse:
     message = "Success"
     if isinstance(data, dict) and data:
@@ -366,9 +385,9 @@ class _Ops:
             self.agent_id,
             self.agent_secret,
             # None: no timeout at all, as with the anchor's httpx client.
-            timeout=None if timeout is None else float(timeout),
+            timeout=None if timeout is None else _seconds(timeout, "timeout"),
             timeout_text=str(timeout),
-            max_retries=self.max_retries,
+            max_retries=_count(self.max_retries, "max_retries"),
             user_agent=self.user_agent,
             verify_ssl=self.verify_ssl,
             **self._engine_args,
