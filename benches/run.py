@@ -1021,7 +1021,7 @@ apt-get install -y wrk nginx-light
 /tmp/bench/bin/python benches/run.py --quick    # smoke run (< 60 s once the anchor venv exists), prints the table only
 /tmp/bench/bin/python benches/run.py --help     # --runs, --only, --sink, --anchor-venv, --json ...
 cargo bench --bench payload --bench limiter     # criterion micro-benchmarks of the Rust core
-python benches/http_probe/run.py                # reqwest vs hyper's connection API vs wrk (needs cargo, nginx, wrk)
+python benches/http_probe/run.py                # reqwest vs hyper-util's pool vs hyper's connection API vs wrk (needs cargo, nginx, wrk)
 ```
 
 How it measures:
