@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,36 +119,44 @@ def mask(value: Any) -> Any:
 
 
 def run_under(
-    python: str, fake: FakeProvider, server: Any, agent_id: str, secret: str, run_script: Any
-) -> List[Dict[str, Any]]:
+    python: str, script: str, server: Any, agent_id: str, secret: str, **env: str
+) -> Tuple[str, List[Dict[str, Any]]]:
+    """Run ``script`` with ``python`` against the capture ``server``: its output
+    and the trace bodies it posted."""
+    run_script = sys.modules[type(server).__module__].run_script  # tests/conftest.py
     start = len(server.requests)
     out = run_script(
         python,
-        SCRIPT,
+        script,
         env={
             "DIFF_AGENT_ID": agent_id,
             "DIFF_AGENT_SECRET": secret,
             "DIFF_CAPTURE_URL": server.base_url,
-            "DIFF_OPENAI_URL": fake.openai_base_url,
-            "DIFF_ANTHROPIC_URL": fake.anthropic_base_url,
+            **env,
         },
     )
-    assert "raised InternalServerError" in out and "done" in out
-    return [
+    bodies = [
         r.json()
         for r in server.requests[start:]
         if r.method == "POST" and r.path.endswith("/trace")
     ]
+    return out, bodies
 
 
 def test_same_traces_as_anchor(
     anchor_python: str, capture_server: Any, agent_id: str, agent_secret: str
 ) -> None:
-    conftest = sys.modules[type(capture_server).__module__]
-    run_script = conftest.run_script  # type: ignore[attr-defined]
     with FakeProvider() as fake:
-        theirs = run_under(anchor_python, fake, capture_server, agent_id, agent_secret, run_script)
-        ours = run_under(sys.executable, fake, capture_server, agent_id, agent_secret, run_script)
+        urls = {
+            "DIFF_OPENAI_URL": fake.openai_base_url,
+            "DIFF_ANTHROPIC_URL": fake.anthropic_base_url,
+        }
+        outputs = []
+        for python in (anchor_python, sys.executable):
+            out, bodies = run_under(python, SCRIPT, capture_server, agent_id, agent_secret, **urls)
+            assert "raised InternalServerError" in out and "done" in out
+            outputs.append(bodies)
+    theirs, ours = outputs
     assert len(theirs) == 4
     assert len(ours) == len(theirs)
     for a, b in zip(theirs, ours):
@@ -248,29 +256,12 @@ def test_public_tracing_surface_as_anchor(
     call (scope, duration, result, error); CapturedLlmCall's dataclass fields, asdict,
     repr and eq; get_current_trace_context's signature; what ``from infinium.tracing
     import *`` provides."""
-    conftest = sys.modules[type(capture_server).__module__]
-    run_script = conftest.run_script  # type: ignore[attr-defined]
-    env = {
-        "DIFF_AGENT_ID": agent_id,
-        "DIFF_AGENT_SECRET": agent_secret,
-        "DIFF_CAPTURE_URL": capture_server.base_url,
-    }
-    bodies: List[List[Dict[str, Any]]] = []
-    outputs: List[str] = []
-    for python in (anchor_python, sys.executable):
-        start = len(capture_server.requests)
-        outputs.append(run_script(python, SURFACE_SCRIPT, env=env))
-        bodies.append(
-            [
-                r.json()
-                for r in capture_server.requests[start:]
-                if r.method == "POST" and r.path.endswith("/trace")
-            ]
-        )
-    theirs_out, ours_out = outputs
+    (theirs_out, theirs), (ours_out, ours) = (
+        run_under(python, SURFACE_SCRIPT, capture_server, agent_id, agent_secret)
+        for python in (anchor_python, sys.executable)
+    )
     assert "done" in theirs_out
     assert ours_out == theirs_out
-    theirs, ours = bodies
     assert len(theirs) == 2
     assert [json.dumps(mask(b), indent=1) for b in ours] == [
         json.dumps(mask(a), indent=1) for a in theirs
@@ -354,26 +345,10 @@ def test_generators_iterate_as_under_anchor(
     early break; one trace per call with the same name, description and input summary.
     infinium-o2 traces only the creation of the generator (its output is the generator's
     repr); ours traces the iteration (its output is the return value)."""
-    conftest = sys.modules[type(capture_server).__module__]
-    run_script = conftest.run_script  # type: ignore[attr-defined]
-    env = {
-        "DIFF_AGENT_ID": agent_id,
-        "DIFF_AGENT_SECRET": agent_secret,
-        "DIFF_CAPTURE_URL": capture_server.base_url,
-    }
-    bodies: List[List[Dict[str, Any]]] = []
-    outputs: List[str] = []
-    for python in (anchor_python, sys.executable):
-        start = len(capture_server.requests)
-        outputs.append(run_script(python, GENERATOR_SCRIPT, env=env))
-        bodies.append(
-            [
-                r.json()
-                for r in capture_server.requests[start:]
-                if r.method == "POST" and r.path.endswith("/trace")
-            ]
-        )
-    theirs_out, ours_out = outputs
+    (theirs_out, theirs), (ours_out, ours) = (
+        run_under(python, GENERATOR_SCRIPT, capture_server, agent_id, agent_secret)
+        for python in (anchor_python, sys.executable)
+    )
     assert theirs_out.splitlines() == [
         "list [0, 1, 2, 3, 4]",
         "step [0, 2, 4]",
@@ -384,7 +359,6 @@ def test_generators_iterate_as_under_anchor(
         "done",
     ]
     assert ours_out == theirs_out
-    theirs, ours = bodies
 
     def key(b: Dict[str, Any]) -> Any:
         return (b["name"], b["description"], b["input_summary"])

@@ -983,6 +983,30 @@ class _DecoratedCall:
         return task_data
 
 
+def _end_sync(
+    call: _DecoratedCall, name: str, desc: str, client: Any, send: bool, wrapper: Any
+) -> None:
+    """Finish a decorated call's trace: send it (blocking) or keep it as
+    ``wrapper.last_trace``. (``_wrap_sync`` and ``_wrap_async``, the hot paths,
+    do the same inline.)"""
+    task_data = call.finish(name, desc)
+    if send:
+        _send_from_sync(client, task_data, name)
+    else:
+        wrapper.last_trace = task_data
+
+
+async def _end_async(
+    call: _DecoratedCall, name: str, desc: str, client: Any, send: bool, wrapper: Any
+) -> None:
+    """:func:`_end_sync` for a trace that ends in a coroutine."""
+    task_data = call.finish(name, desc)
+    if send:
+        await _send_from_async(client, task_data, name)
+    else:
+        wrapper.last_trace = task_data
+
+
 def _wrap_sync(
     func: Callable[..., Any],
     name: str,
@@ -1071,11 +1095,7 @@ def _wrap_awaiting(
             raise
         finally:
             if not deferred:
-                task_data = call.finish(name, desc)
-                if send:
-                    _send_from_sync(client, task_data, name)
-                else:
-                    wrapper.last_trace = task_data  # type: ignore[attr-defined]
+                _end_sync(call, name, desc, client, send, wrapper)
 
     async def finish_awaited(call: _DecoratedCall, awaitable: Awaitable[Any]) -> Any:
         call._token = _set_trace_ctx(call._ctx)
@@ -1085,11 +1105,7 @@ def _wrap_awaiting(
             call.failed(exc)
             raise
         finally:
-            task_data = call.finish(name, desc)
-            if send:
-                await _send_from_async(client, task_data, name)
-            else:
-                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+            await _end_async(call, name, desc, client, send, wrapper)
 
     wrapper.last_trace = None  # type: ignore[attr-defined]
     return wrapper
@@ -1146,11 +1162,7 @@ def _wrap_generator(
             call.failed(exc)
             raise
         finally:
-            task_data = call.finish(name, desc)
-            if send:
-                _send_from_sync(client, task_data, name)
-            else:
-                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+            _end_sync(call, name, desc, client, send, wrapper)
 
     wrapper.last_trace = None  # type: ignore[attr-defined]
     return wrapper
@@ -1204,11 +1216,7 @@ def _wrap_async_generator(
             call.failed(exc)
             raise
         finally:
-            task_data = call.finish(name, desc)
-            if send:
-                await _send_from_async(client, task_data, name)
-            else:
-                wrapper.last_trace = task_data  # type: ignore[attr-defined]
+            await _end_async(call, name, desc, client, send, wrapper)
 
     wrapper.last_trace = None  # type: ignore[attr-defined]
     return wrapper
