@@ -235,18 +235,12 @@ fn sequential(variant: &str, t: &Arc<Target>, n: usize, warm: usize) -> (f64, f6
     match variant {
         "S1" => {
             let rt = multi_thread();
-            let client = {
-                let _entered = rt.enter();
-                reqwest_client()
-            };
+            let client = built_in(&rt, reqwest_client);
             timed!(rt.block_on(reqwest_one(&client, t)))
         }
         "S5" => {
             let rt = multi_thread();
-            let client = {
-                let _entered = rt.enter();
-                legacy_client()
-            };
+            let client = built_in(&rt, legacy_client);
             timed!(rt.block_on(legacy_one(&client, t)))
         }
         "S2" => {
@@ -273,6 +267,37 @@ fn sequential(variant: &str, t: &Arc<Target>, n: usize, warm: usize) -> (f64, f6
 }
 
 // --- 32 in flight ------------------------------------------------------------------
+
+/// A client built inside the runtime (reqwest and hyper-util take its handle).
+fn built_in<C>(rt: &Runtime, make: impl FnOnce() -> C) -> C {
+    let _entered = rt.enter();
+    make()
+}
+
+/// (wall seconds, CPU µs) of `n` requests driven by [`driven`] after `warm`
+/// unmeasured ones (C1, C4).
+fn timed_driven<C, F, Fut>(
+    rt: &Runtime,
+    client: C,
+    t: &Arc<Target>,
+    n: usize,
+    warm: usize,
+    one: F,
+) -> (f64, f64)
+where
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C, Arc<Target>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = usize> + Send + 'static,
+{
+    let run = |m: usize| {
+        let h = rt.spawn(driven(client.clone(), t.clone(), m, one.clone()));
+        rt.block_on(h).expect("driver task");
+    };
+    run(warm);
+    let (t0, c0) = (Instant::now(), cpu_us());
+    run(n);
+    (t0.elapsed().as_secs_f64(), cpu_us() - c0)
+}
 
 /// A driver task keeping 32 requests in flight in a JoinSet (C1, C4).
 async fn driven<C, F, Fut>(client: C, t: Arc<Target>, n: usize, one: F)
@@ -324,34 +349,12 @@ fn concurrent(variant: &str, t: &Arc<Target>, n: usize, warm: usize) -> (f64, f6
     let rt = multi_thread();
     match variant {
         "C1" => {
-            let client = {
-                let _entered = rt.enter();
-                reqwest_client()
-            };
-            let run = |m: usize| {
-                let one = |c: reqwest::Client, t: Arc<Target>| async move { reqwest_one(&c, &t).await };
-                let h = rt.spawn(driven(client.clone(), t.clone(), m, one));
-                rt.block_on(h).expect("driver task");
-            };
-            run(warm);
-            let (t0, c0) = (Instant::now(), cpu_us());
-            run(n);
-            (t0.elapsed().as_secs_f64(), cpu_us() - c0)
+            let one = |c: reqwest::Client, t: Arc<Target>| async move { reqwest_one(&c, &t).await };
+            timed_driven(&rt, built_in(&rt, reqwest_client), t, n, warm, one)
         }
         "C4" => {
-            let client = {
-                let _entered = rt.enter();
-                legacy_client()
-            };
-            let run = |m: usize| {
-                let one = |c: Legacy, t: Arc<Target>| async move { legacy_one(&c, &t).await };
-                let h = rt.spawn(driven(client.clone(), t.clone(), m, one));
-                rt.block_on(h).expect("driver task");
-            };
-            run(warm);
-            let (t0, c0) = (Instant::now(), cpu_us());
-            run(n);
-            (t0.elapsed().as_secs_f64(), cpu_us() - c0)
+            let one = |c: Legacy, t: Arc<Target>| async move { legacy_one(&c, &t).await };
+            timed_driven(&rt, built_in(&rt, legacy_client), t, n, warm, one)
         }
         "C2" | "C3" => {
             let mut conns: Vec<(Sender, Option<Pin<Box<Conn>>>)> = rt.block_on(async {
