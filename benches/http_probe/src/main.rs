@@ -161,12 +161,22 @@ async fn legacy_one(client: &Legacy, t: &Target) -> usize {
     // The pooled client sets Host itself; accept as reqwest adds it.
     let mut headers = t.headers.clone();
     headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    let req = post(t, headers, t.abs_uri.clone());
+    body_len(client.request(req).await.expect("request")).await
+}
+
+/// The trace POST to `uri` with `headers` plus a fresh idempotency key.
+fn post(t: &Target, mut headers: HeaderMap, uri: Uri) -> Request<Full<Bytes>> {
     headers.insert(IDEMPOTENCY_KEY.clone(), idempotency_key());
     let mut req = Request::new(Full::new(t.body.clone()));
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = t.abs_uri.clone();
+    *req.uri_mut() = uri;
     *req.headers_mut() = headers;
-    let resp = client.request(req).await.expect("request");
+    req
+}
+
+/// Check a 200 and read the whole answer; its length.
+async fn body_len(resp: http::Response<hyper::body::Incoming>) -> usize {
     assert_eq!(resp.status(), 200);
     resp.into_body()
         .collect()
@@ -178,26 +188,10 @@ async fn legacy_one(client: &Legacy, t: &Target) -> usize {
 
 // --- hyper's connection API ----------------------------------------------------
 
-fn hyper_request(t: &Target) -> Request<Full<Bytes>> {
-    let mut headers = t.hyper_headers.clone();
-    headers.insert(IDEMPOTENCY_KEY.clone(), idempotency_key());
-    let mut req = Request::new(Full::new(t.body.clone()));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = t.path.clone();
-    *req.headers_mut() = headers;
-    req
-}
-
 async fn hyper_one(sender: &mut Sender, t: &Target) -> usize {
     sender.ready().await.expect("connection ready");
-    let resp = sender.send_request(hyper_request(t)).await.expect("request");
-    assert_eq!(resp.status(), 200);
-    resp.into_body()
-        .collect()
-        .await
-        .expect("response body")
-        .to_bytes()
-        .len()
+    let req = post(t, t.hyper_headers.clone(), t.path.clone());
+    body_len(sender.send_request(req).await.expect("request")).await
 }
 
 async fn hyper_connect(t: &Target) -> (Sender, Conn) {
