@@ -1,7 +1,8 @@
 //! `infinium._core`: the Rust core of the infinium SDK.
 //!
 //! One module, one job: `payload` (validation + JSON writer), `transport`
-//! (reqwest client, retries, status mapping), `limiter` (GCRA), `bridge`
+//! (reqwest client, retries, status mapping), `proxy` (which proxy, from the
+//! environment, as httpx decides), `limiter` (GCRA), `bridge`
 //! (sync waits and asyncio futures), `client` (the pyclass the Python clients
 //! drive), `runtime` (the one tokio runtime), `error` (the one error type and
 //! its Python mapping), `clock` (wire timestamps), `export` (background
@@ -21,6 +22,7 @@ pub mod export;
 pub mod json;
 pub mod limiter;
 pub mod payload;
+pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod transport;

@@ -84,6 +84,9 @@ pub struct Transport {
     /// The last request URL, parsed (a client sends to one trace path over
     /// and over; parsing it showed up in profiles of the exporter).
     last_url: parking_lot::Mutex<Option<(String, reqwest::Url)>>,
+    /// The proxy for the base URL, chosen once from the environment as the
+    /// anchor's httpx chooses it (`proxy`); `None`: connect directly.
+    proxy: Option<String>,
 }
 
 impl Drop for Transport {
@@ -123,12 +126,14 @@ impl Transport {
             }
             None => None,
         };
+        let proxy = crate::proxy::for_base_url(&cfg.base_url)?;
         let mut t = Transport {
             cfg,
             limiter,
             client: AtomicPtr::new(std::ptr::null_mut()),
             agent_headers: None,
             last_url: parking_lot::Mutex::new(None),
+            proxy,
         };
         t.agent_headers = t.base_headers(&Auth::Agent).ok();
         t.http()?; // fail early on a bad configuration
@@ -152,6 +157,15 @@ impl Transport {
         if let Some(t) = self.cfg.timeout {
             builder = builder.timeout(Duration::from_secs_f64(t));
         }
+        // reqwest's own reading of the environment differs from httpx's
+        // (`NO_PROXY=*` with an IP address host, lowercase precedence...).
+        builder = match &self.proxy {
+            None => builder.no_proxy(),
+            Some(p) => builder.proxy(reqwest::Proxy::all(p).map_err(|e| Error::Config {
+                message: format!("invalid proxy URL {:?}: {e}", crate::proxy::without_password(p)),
+                key: Some("proxy".into()),
+            })?),
+        };
         let c = builder
             .redirect(reqwest::redirect::Policy::none())
             // Retries are ours (SPEC §4). reqwest's own policy would also copy

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -87,9 +88,12 @@ def _default_reply(req: Captured) -> Reply:
 
 
 class CaptureServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 recording every request."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 recording every request.
 
-    def __init__(self) -> None:
+    With ``tls`` it speaks HTTPS with that context, and its URLs name
+    ``host`` (which the certificate must cover; ``localhost`` resolves here)."""
+
+    def __init__(self, tls: Optional[ssl.SSLContext] = None, host: str = "127.0.0.1") -> None:
         self.requests: List[Captured] = []
         self.responder: Responder = _default_reply
         self._script: List[Reply] = []
@@ -141,8 +145,14 @@ class CaptureServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
+        if tls is not None:
+            # The handshake runs in the handler's thread on first read, so a
+            # client that never completes one cannot stall the accept loop.
+            self._httpd.socket = tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self.base_url = self.url + "/api/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -254,11 +264,17 @@ def anchor_python() -> str:
     return path
 
 
-def run_script(python: str, script: str, env: Optional[Dict[str, str]] = None) -> str:
+def run_script(python: str, script: str, env: Optional[Dict[str, Optional[str]]] = None) -> str:
     """Run ``script`` with ``python`` outside the repo (so ``import infinium``
     finds that interpreter's own package; for this interpreter, the package
-    under test); return stdout."""
-    full_env = {**os.environ, **(env or {})}
+    under test); return stdout. ``env`` adds variables; a ``None`` value
+    removes one."""
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     full_env.pop("PYTHONPATH", None)
     if python == sys.executable:
         # "Ours" is the package this test run imports: a worktree's own, not
