@@ -108,6 +108,37 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Mozilla's root certificates, the set the anchor trusts through certifi.
+/// Merged with the system's (or `SSL_CERT_FILE`'s), so that every server the
+/// anchor can verify verifies here too, including on a machine with no CA
+/// store at all, where the system verifier alone refuses to be built.
+fn mozilla_roots() -> Vec<reqwest::Certificate> {
+    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
+                .collect()
+        })
+        .clone()
+}
+
+/// The innermost cause of an error: what really happened (refused, reset,
+/// no CA certificates...), rather than reqwest's summary of it.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if text.is_empty() {
+        e.to_string()
+    } else {
+        text
+    }
+}
+
 impl Transport {
     pub fn new(cfg: Config) -> Result<Arc<Self>, Error> {
         if matches!(cfg.timeout, Some(t) if !(t.is_finite() && t > 0.0)) {
@@ -166,7 +197,7 @@ impl Transport {
                 key: Some("proxy".into()),
             })?),
         };
-        let c = builder
+        builder = builder
             .redirect(reqwest::redirect::Policy::none())
             // Retries are ours (SPEC §4). reqwest's own policy would also copy
             // every request's method, URI and headers before sending it, in
@@ -175,12 +206,14 @@ impl Transport {
             .pool_max_idle_per_host(self.cfg.pool_size.max(1))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
-            .tls_danger_accept_invalid_certs(!self.cfg.verify_ssl)
-            .build()
-            .map_err(|e| Error::Config {
-                message: format!("cannot build the HTTP client: {e}"),
-                key: None,
-            })?;
+            .tls_danger_accept_invalid_certs(!self.cfg.verify_ssl);
+        if self.cfg.verify_ssl {
+            builder = builder.tls_certs_merge(mozilla_roots());
+        }
+        let c = builder.build().map_err(|e| Error::Config {
+            message: format!("cannot build the HTTP client: {}", innermost(&e)),
+            key: None,
+        })?;
         let fresh = Box::into_raw(Box::new((gen, c.clone())));
         if self
             .client
@@ -350,13 +383,7 @@ impl Transport {
                 seconds: self.cfg.timeout.unwrap_or(f64::INFINITY),
             };
         }
-        // The innermost cause says what really happened (refused, reset...).
-        let mut cause: &dyn std::error::Error = &e;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        let text = cause.to_string();
-        let text = if text.is_empty() { e.to_string() } else { text };
+        let text = innermost(&e);
         Error::Network {
             message: format!("Network error: {}", redact(&text, &self.cfg.agent_secret)),
         }
@@ -504,6 +531,13 @@ mod tests {
             let u = uuid::Uuid::parse_str(k).unwrap();
             assert_eq!(u.get_version_num(), 4);
         }
+    }
+
+    #[test]
+    fn mozilla_roots_are_all_usable() {
+        let roots = mozilla_roots();
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        assert_eq!(roots.len(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
     }
 
     #[test]

@@ -258,6 +258,23 @@ def test_certificate_for_another_name_is_refused(
         srv.close()
 
 
+def test_a_machine_without_ca_certificates_still_builds_clients(
+    capture_server: CaptureServer, tls_server: CaptureServer, tmp_path: Path
+) -> None:
+    # An empty CA file stands in for a slim image without ca-certificates:
+    # the anchor verifies with certifi's Mozilla roots there; the system
+    # verifier alone refused to be built ("cannot build the HTTP client"),
+    # even for an http:// URL. Mozilla's roots are trusted beside the system's.
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
+    env = {"SSL_CERT_FILE": str(empty)}
+    assert send(sys.executable, capture_server.base_url, env) == {"ok": True, "status": 200}
+    # Certificates are still checked: a private CA is not trusted.
+    out = send(sys.executable, tls_server.base_url, env)
+    assert out["error"] == "NetworkError", out
+    assert tls_server.requests == []
+
+
 # --- proxies -----------------------------------------------------------------------
 
 
