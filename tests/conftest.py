@@ -219,7 +219,9 @@ def _anchor_venv_dir() -> Path:
     base = os.environ.get("INFINIUM_TEST_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "infinium-tests"
     )
-    return Path(base) / "anchor-venv"
+    # One per Python version: a differential test compares the two SDKs on
+    # the same interpreter (reprs and stdlib parsing differ between versions).
+    return Path(base) / f"anchor-venv-py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def ensure_anchor_python() -> Tuple[Optional[str], str]:

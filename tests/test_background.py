@@ -33,6 +33,12 @@ AGENT = "3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15"
 SECRET = "sk-test-s3cr3t-value"
 ROOT = Path(__file__).resolve().parent.parent
 
+# Python 3.12+ warns on any fork() of a process with threads (ours has the
+# runtime's); these tests fork on purpose, to prove the SDK survives it.
+FORK_IS_THE_POINT = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -554,6 +560,7 @@ def _child_send(n: int) -> None:
 
 
 @pytest.mark.timeout(60)
+@FORK_IS_THE_POINT
 def test_fork_children_get_fresh_exporters(server: DedupServer) -> None:
     global _fork_client
     c = bg_client(server.base_url)
@@ -578,6 +585,7 @@ def test_fork_children_get_fresh_exporters(server: DedupServer) -> None:
 
 
 @pytest.mark.timeout(60)
+@FORK_IS_THE_POINT
 def test_plain_os_fork_child_exits_cleanly(server: DedupServer) -> None:
     c = bg_client(server.base_url)
     send_many(c, 10, "p")

@@ -472,6 +472,12 @@ def test_serialising_does_not_build_instance_dicts(field_reading: str) -> None:
     def has_dict(obj: Any) -> bool:
         return any(type(r) is dict for r in gc.get_referents(obj))
 
+    probe = EnvironmentContext(region="x")
+    probe.__dict__  # noqa: B018 (built on purpose)
+    if not has_dict(probe):
+        # 3.13 keeps the values inline even once __dict__ exists, and
+        # gc.get_referents no longer shows the dict: nothing to observe.
+        pytest.skip("this Python does not show a built instance dict to gc.get_referents")
     step = ExecutionStep(1, "a", "b", 5, "in", "out")
     task = TaskData("n", "d", WHEN, 1.0, steps=[step], environment=EnvironmentContext(region="eu"))
     assert not has_dict(task) and not has_dict(step)

@@ -90,7 +90,8 @@ for name in ["ErrorDetail", "ToolCall", "LlmCall", "ExecutionStep", "ExpectedOut
              "BatchResult"]:
     cls = getattr(T, name)
     out[name] = [
-        cls.__module__, repr(cls.__dataclass_params__), list(cls.__match_args__), cls.__hash__ is None,
+        cls.__module__, repr(cls.__dataclass_params__), list(getattr(cls, "__match_args__", ())),
+        cls.__hash__ is None,
         [[f.name, str(f.type), "MISSING" if f.default is dataclasses.MISSING else repr(f.default)]
          for f in dataclasses.fields(cls)],
         {k: repr(v) for k, v in typing.get_type_hints(cls, vars(T)).items() if not k.startswith("_")},
