@@ -167,7 +167,11 @@ impl Transport {
             proxy,
         };
         t.agent_headers = t.base_headers(&Auth::Agent).ok();
-        t.http()?; // fail early on a bad configuration
+        // Fail early on a bad configuration. A malformed proxy URL is not
+        // one: it fails each send instead, as the anchor's httpx does.
+        if let Err(e @ Error::Config { .. }) = t.http() {
+            return Err(e);
+        }
         Ok(Arc::new(t))
     }
 
@@ -192,9 +196,12 @@ impl Transport {
         // (`NO_PROXY=*` with an IP address host, lowercase precedence...).
         builder = match &self.proxy {
             None => builder.no_proxy(),
-            Some(p) => builder.proxy(reqwest::Proxy::all(p).map_err(|e| Error::Config {
-                message: format!("invalid proxy URL {:?}: {e}", crate::proxy::without_password(p)),
-                key: Some("proxy".into()),
+            Some(p) => builder.proxy(reqwest::Proxy::all(p).map_err(|e| Error::Network {
+                message: format!(
+                    "Network error: invalid proxy URL {:?}: {}",
+                    crate::proxy::without_password(p),
+                    innermost(&e)
+                ),
             })?),
         };
         builder = builder

@@ -421,6 +421,21 @@ def test_a_socks_proxy_is_refused_clearly(capture_server: CaptureServer) -> None
     assert capture_server.requests == []
 
 
+def test_a_malformed_proxy_url_fails_each_send_not_the_construction(
+    anchor_python: str, capture_server: CaptureServer
+) -> None:
+    # The anchor's httpx builds its client and then fails the sends; a
+    # decorated module must not fail at import over an environment variable.
+    theirs, ours = run_both(
+        anchor_python, capture_server.base_url, {"HTTP_PROXY": "http://u:pw@proxy:99999"}
+    )
+    assert theirs["error"] == ours["error"] == "NetworkError", (theirs, ours)
+    assert str(ours["message"]).startswith(
+        'Network error: invalid proxy URL "http://u:[secure]@proxy:99999": '
+    )
+    assert capture_server.requests == []
+
+
 def test_an_unreachable_proxy_is_an_error_not_a_silent_direct_send(
     anchor_python: str, capture_server: CaptureServer
 ) -> None:
