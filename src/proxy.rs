@@ -59,20 +59,13 @@ pub fn choose(base_url: &str, env: &[(String, String)]) -> Result<Option<String>
 /// `urllib.request.getproxies_environment()`: `{"http": ..., "no": ...}`.
 fn proxy_variables(env: &[(String, String)]) -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = Vec::new();
-    let set = |found: &mut Vec<(String, String)>, key: &str, value: &str| match found
-        .iter_mut()
-        .find(|(k, _)| k == key)
-    {
-        Some(slot) => slot.1 = value.to_owned(),
-        None => found.push((key.to_owned(), value.to_owned())),
-    };
     // First pass: any case; second pass: names ending in lowercase `_proxy`
     // override (or, when empty, remove) what the first found.
     for (name, value) in env {
         let lower = name.to_ascii_lowercase();
         if let Some(key) = lower.strip_suffix("_proxy") {
             if !value.is_empty() {
-                set(&mut found, key, value);
+                upsert(&mut found, key, value.clone());
             }
         }
     }
@@ -86,11 +79,20 @@ fn proxy_variables(env: &[(String, String)]) -> Vec<(String, String)> {
             if value.is_empty() {
                 found.retain(|(k, _)| *k != key);
             } else {
-                set(&mut found, &key, value);
+                upsert(&mut found, &key, value.clone());
             }
         }
     }
     found
+}
+
+/// Set `key` in an ordered list of pairs, keeping its place when it is
+/// already there (as assigning to a Python dict does).
+fn upsert<V>(pairs: &mut Vec<(String, V)>, key: &str, value: V) {
+    match pairs.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => pairs.push((key.to_owned(), value)),
+    }
 }
 
 /// Pattern -> proxy URL (`None`: go direct), in insertion order.
@@ -100,10 +102,7 @@ type Mounts = Vec<(String, Option<String>)>;
 fn mounts(vars: &[(String, String)]) -> Option<Mounts> {
     let get = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let mut mounts = Mounts::new();
-    let mut mount = |key: String, proxy: Option<String>| match mounts.iter_mut().find(|(k, _)| *k == key) {
-        Some(slot) => slot.1 = proxy,
-        None => mounts.push((key, proxy)),
-    };
+    let mut mount = |key: String, proxy: Option<String>| upsert(&mut mounts, &key, proxy);
     for scheme in ["http", "https", "all"] {
         if let Some(proxy) = get(scheme).filter(|v| !v.is_empty()) {
             let proxy = if proxy.contains("://") {
