@@ -249,6 +249,91 @@ def test_strings_and_numbers_encode_like_json_dumps() -> None:
     assert expected.encode() in raw
 
 
+@dataclasses.dataclass
+class LoudStep(ExecutionStep):
+    """A step whose ``__getattribute__`` rewrites what it returns."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        return value.upper() if name in ("description", "input_preview") else value
+
+
+@dataclasses.dataclass
+class DefaultingCall(ToolCall):
+    """A tool call whose ``__getattr__`` answers for fields deleted from it."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tool_name":
+            return "from __getattr__"
+        raise AttributeError(name)
+
+
+@dataclasses.dataclass
+class SlottedError:
+    """An error detail whose fields live in slots (no instance ``__dict__``)."""
+
+    __slots__ = ("error_type", "message", "recoverable", "retry_count")
+    error_type: str
+    message: str
+    recoverable: bool
+    retry_count: int
+
+
+@dataclasses.dataclass
+class PropertyUsage(LlmUsage):
+    """``total_tokens`` computed by a property of the subclass."""
+
+    @property  # type: ignore[override]
+    def total_tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    @total_tokens.setter
+    def total_tokens(self, value: Any) -> None:
+        # Shadowed by the property for getattr, as a data descriptor is.
+        self.__dict__["total_tokens"] = -1
+
+
+def test_customised_attribute_access_is_honoured() -> None:
+    """Fields are read as ``getattr`` reads them, whatever the class does to
+    attribute access: the body equals that of plain objects holding the
+    values ``getattr`` returns."""
+    call = DefaultingCall("crm.lookup", 12, "in", "out")
+    del call.tool_name  # neither the instance nor the class has it: __getattr__ answers
+    error = SlottedError("TimeoutError", "slow", False, 0)
+    assert not hasattr(error, "__dict__")
+    usage = PropertyUsage(prompt_tokens=3, completion_tokens=4)
+    custom = TaskData(
+        "n",
+        "d",
+        WHEN,
+        1.0,
+        steps=[
+            LoudStep(1, "tool_call", "quiet", input_preview="psst", tool_call=call, error=error)
+        ],
+        llm_usage=usage,
+    )
+    plain = TaskData(
+        "n",
+        "d",
+        WHEN,
+        1.0,
+        steps=[
+            ExecutionStep(
+                1,
+                "tool_call",
+                "QUIET",
+                input_preview="PSST",
+                tool_call=ToolCall("from __getattr__", 12, "in", "out"),
+                error=ErrorDetail("TimeoutError", "slow"),
+            )
+        ],
+        llm_usage=LlmUsage(prompt_tokens=3, completion_tokens=4, total_tokens=7),
+    )
+    assert infinium.dumps(custom) == infinium.dumps(plain)
+    for _ in range(3):  # again, with every type's reading rules cached
+        assert infinium.dumps(custom) == infinium.dumps(plain)
+
+
 def test_random_floats_match_python_repr() -> None:
     rng = random.Random(7)
     values = [rng.uniform(-1e6, 1e6) for _ in range(500)]
