@@ -339,6 +339,12 @@ def test_random_floats_match_python_repr() -> None:
     values = [rng.uniform(-1e6, 1e6) for _ in range(500)]
     values += [rng.random() * 10 ** rng.randint(-30, 30) for _ in range(500)]
     values += [float(i) for i in range(-50, 50)]
+    # Short decimals (scores, temperatures, costs), which take a fast path.
+    values += [round(rng.uniform(-1e4, 1e4), rng.randint(0, 9)) for _ in range(2000)]
+    values += [
+        round(rng.random() * 10 ** rng.randint(-5, 15), rng.randint(0, 12)) for _ in range(2000)
+    ]
+    values += [i / 100 for i in range(-300, 300)] + [0.1 + 0.2, 0.0001, 0.00009999, 1e15 - 0.5]
     raw = infinium.dumps(TaskData("n", "d", WHEN, 1.0, general=General(tags=values)))  # type: ignore[arg-type]
     assert json.dumps(values, separators=(",", ":")).encode() in raw
 
