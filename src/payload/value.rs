@@ -268,10 +268,12 @@ impl Field {
 pub struct TypeInfo {
     /// Dataclass fields in declaration order; `None` for other types.
     pub fields: Option<Box<[Field]>>,
-    /// Instances keep their attributes in an instance `__dict__` and the
-    /// type does not customise attribute access (`__getattribute__`,
-    /// `__getattr__`): a value is then read from that dict, and an attribute
-    /// missing from it can only come from the class.
+    /// Instances keep their attributes in an instance `__dict__`, the type
+    /// does not customise attribute access (`__getattribute__`,
+    /// `__getattr__`) and no field is shadowed by a data descriptor of the
+    /// class: a value is then read from that dict, and an attribute missing
+    /// from it can only come from the class. (Worked out on first use: a
+    /// class changed afterwards keeps the answer it had.)
     pub plain: bool,
     /// Attribute access is `object`'s own (`tp_getattro` is
     /// `PyObject_GenericGetAttr`): attributes are read by calling it
