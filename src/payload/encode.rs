@@ -299,13 +299,11 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
     write_f64_ryu(buf, v);
 }
 
-/// Powers of ten exact in an f64, for `write_f64_short`.
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
-
 /// Fractional digits `write_f64_short` tries before leaving a value to ryu.
 const SHORT_MAX_FRACTION: usize = 8;
+
+/// 10^k for each `k` that `write_f64_short` tries (all exact in an f64).
+const POW10: [f64; SHORT_MAX_FRACTION + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
 
 /// `repr(v)` for the values traces mostly hold (`0.2`, `12.345`,
 /// `0.00123`): a magnitude in [1e-4, 1e15) with a decimal form of at most 15
@@ -326,7 +324,7 @@ fn write_f64_short(buf: &mut Vec<u8>, v: f64) -> bool {
     if !(1e-4..1e15).contains(&a) {
         return false;
     }
-    for (k, &p) in POW10.iter().enumerate().take(SHORT_MAX_FRACTION + 1) {
+    for (k, &p) in POW10.iter().enumerate() {
         let scaled = a * p;
         if scaled >= 1e15 {
             return false;
