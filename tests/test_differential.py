@@ -43,6 +43,10 @@ td = InfiniumClient.create_task_data(
     errors=[ErrorDetail("Timeout", "slow tool", recoverable=True, retry_count=1)],
 )
 client.send_task_data(td)
+# steps and errors from iterators (the anchor iterates whatever it is given).
+client.send_task_data(TaskData("gen", "steps from a generator", WHEN, 2.0,
+    steps=(ExecutionStep(i, "a", "s%d" % i) for i in (1, 2)),
+    errors=map(lambda m: ErrorDetail("E", m), ["x"])))
 client.send_tasks_batch([TaskData("batch-%d" % i, "d", WHEN, float(i)) for i in range(3)], max_concurrent=2)
 client.get_interpreted_task_result("c56a4180-65aa-42ec-a945-5fd21dec0538")
 p = client.get_prompt(PROMPT, "prompt-key-1", version=2, variables={"name": "Ada"})
@@ -107,7 +111,7 @@ def test_anchor_script_runs_unchanged_with_identical_requests(
     ours_reqs = list(capture_server.requests)
     assert ours_out == anchor_out
     assert "Hi Ada" in ours_out and "AuthenticationError" in ours_out
-    assert len(ours_reqs) == len(anchor_reqs) == 10
+    assert len(ours_reqs) == len(anchor_reqs) == 11
     a, b = normalise(anchor_reqs), normalise(ours_reqs)
     for x, y in zip(a, b):
         assert x == y, f"\nanchor: {x}\nours:   {y}"

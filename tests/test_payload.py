@@ -3,6 +3,7 @@ errors naming their path, and byte-identity with the anchor SDK."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import decimal
@@ -478,6 +479,24 @@ def test_wrong_shapes_are_validation_errors() -> None:
         infinium.dumps(TaskData("n", "d", WHEN, 1.0, steps="s"))  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="expected a TaskData or a dict"):
         infinium.dumps(42)
+
+
+def test_steps_and_errors_may_be_any_iterable() -> None:
+    """The anchor iterates ``steps`` and ``errors``: a generator, ``map`` or
+    deque serves as the list. Text, bytes and mappings (which it iterates
+    into nothing) are refused."""
+    steps = [ExecutionStep(1, "a", "b"), None, ExecutionStep(2, "c", "d")]
+    errors = [ErrorDetail("E", "m")]
+    as_lists = infinium.dumps(TaskData("n", "d", WHEN, 1.0, steps=steps, errors=errors))
+    assert b'"steps":[{' in as_lists and b'"errors":[{' in as_lists
+    makers: List[Any] = [iter, lambda xs: (x for x in xs), lambda xs: map(lambda x: x, xs)]
+    makers.append(collections.deque)
+    for make in makers:
+        task = TaskData("n", "d", WHEN, 1.0, steps=make(steps), errors=make(errors))
+        assert infinium.dumps(task) == as_lists
+    for bad in ("s", b"s", bytearray(b"s"), {"a": 1}, 42):
+        with pytest.raises(ValidationError, match="^steps: expected a list, not "):
+            infinium.dumps(TaskData("n", "d", WHEN, 1.0, steps=bad))
 
 
 def test_dict_tasks_are_accepted_and_unknown_keys_rejected() -> None:

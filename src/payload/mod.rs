@@ -7,7 +7,7 @@ pub mod validate;
 pub mod value;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::error::Error;
 
@@ -311,7 +311,9 @@ fn item_object<'py>(
 }
 
 /// `steps`/`errors`: a list of dataclasses or dicts; `None`, empty items and
-/// an empty result are dropped.
+/// an empty result are dropped. As in the anchor, which iterates the value,
+/// any other iterable (a generator, `map(...)`) serves as the list; a str,
+/// bytes or a mapping, which the anchor iterates into nothing, is an error.
 fn top_list<'py>(
     w: &mut Writer<'py>,
     count: usize,
@@ -319,9 +321,19 @@ fn top_list<'py>(
     v: &Option<Bound<'py, PyAny>>,
 ) -> Result<bool, SerError> {
     let Some(v) = v else { return Ok(false) };
-    if !(v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>()) {
-        return Err(SerError::invalid(format!("expected a list, not {}", type_name(v))).at_key(&key.text));
-    }
+    let not_a_list = || SerError::invalid(format!("expected a list, not {}", type_name(v))).at_key(&key.text);
+    let exact = v.is_exact_instance_of::<PyList>() || v.is_exact_instance_of::<PyTuple>();
+    let items = if exact {
+        None
+    } else if v.is_instance_of::<PyString>()
+        || v.is_instance_of::<PyBytes>()
+        || v.is_instance_of::<PyByteArray>()
+        || v.cast::<PyMapping>().is_ok()
+    {
+        return Err(not_a_list());
+    } else {
+        Some(v.try_iter().map_err(|_| not_a_list())?)
+    };
     let start = w.buf.len();
     w.raw_key(count, &key.json_key);
     w.buf.push(b'[');
@@ -334,17 +346,20 @@ fn top_list<'py>(
         }
         Ok(())
     };
-    if v.is_exact_instance_of::<PyList>() || v.is_exact_instance_of::<PyTuple>() {
-        let mut i = 0;
-        while let Some(item) = value::seq_item(v, i) {
-            // SAFETY: `item` is a live object borrowed from `v` (held), with
-            // the GIL held; `from_borrowed_ptr` takes a strong reference.
-            one(w, i, unsafe { Bound::from_borrowed_ptr(w.py, item) })?;
-            i += 1;
+    match items {
+        None => {
+            let mut i = 0;
+            while let Some(item) = value::seq_item(v, i) {
+                // SAFETY: `item` is a live object borrowed from `v` (held), with
+                // the GIL held; `from_borrowed_ptr` takes a strong reference.
+                one(w, i, unsafe { Bound::from_borrowed_ptr(w.py, item) })?;
+                i += 1;
+            }
         }
-    } else {
-        for (i, item) in v.try_iter()?.enumerate() {
-            one(w, i, item?)?;
+        Some(items) => {
+            for (i, item) in items.enumerate() {
+                one(w, i, item?)?;
+            }
         }
     }
     if n == 0 {
