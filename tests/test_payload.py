@@ -498,6 +498,13 @@ def test_steps_and_errors_may_be_any_iterable() -> None:
         with pytest.raises(ValidationError, match="^steps: expected a list, not "):
             infinium.dumps(TaskData("n", "d", WHEN, 1.0, steps=bad))
 
+    class Broken:
+        def __iter__(self) -> Any:
+            raise RuntimeError("the user's own failure")
+
+    with pytest.raises(RuntimeError, match="the user's own failure"):
+        infinium.dumps(TaskData("n", "d", WHEN, 1.0, steps=Broken()))  # type: ignore[arg-type]
+
 
 def test_dict_tasks_are_accepted_and_unknown_keys_rejected() -> None:
     as_dict = {"name": "n", "description": "d", "current_datetime": WHEN, "duration": 1.0}

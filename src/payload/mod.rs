@@ -332,7 +332,15 @@ fn top_list<'py>(
     {
         return Err(not_a_list());
     } else {
-        Some(v.try_iter().map_err(|_| not_a_list())?)
+        // Not iterable (TypeError): not a list. Anything else an `__iter__`
+        // raises is the user's own error and propagates as it is.
+        Some(v.try_iter().map_err(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyTypeError>(v.py()) {
+                not_a_list()
+            } else {
+                SerError::Python(e)
+            }
+        })?)
     };
     let start = w.buf.len();
     w.raw_key(count, &key.json_key);
