@@ -23,6 +23,7 @@ from typing import (
     Iterator,
     List,
     Optional,
+    Sequence,
     Tuple,
     TypeVar,
     Union,
@@ -266,11 +267,16 @@ def anchor_python() -> str:
     return path
 
 
-def run_script(python: str, script: str, env: Optional[Dict[str, Optional[str]]] = None) -> str:
+def run_script(
+    python: str,
+    script: str,
+    env: Optional[Dict[str, Optional[str]]] = None,
+    args: Sequence[str] = (),
+) -> str:
     """Run ``script`` with ``python`` outside the repo (so ``import infinium``
     finds that interpreter's own package; for this interpreter, the package
     under test); return stdout. ``env`` adds variables; a ``None`` value
-    removes one."""
+    removes one. ``args`` become ``sys.argv[1:]``."""
     full_env = dict(os.environ)
     for key, value in (env or {}).items():
         if value is None:
@@ -285,7 +291,7 @@ def run_script(python: str, script: str, env: Optional[Dict[str, Optional[str]]]
 
         full_env["PYTHONPATH"] = str(Path(infinium.__file__).resolve().parent.parent)
     out = subprocess.run(
-        [python, "-c", script],
+        [python, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=120,
