@@ -2,7 +2,8 @@
 //!
 //! One module, one job: `payload` (validation + JSON writer), `transport`
 //! (reqwest client, retries, status mapping), `proxy` (which proxy, from the
-//! environment, as httpx decides), `limiter` (GCRA), `bridge`
+//! environment, as httpx decides), `tls` (the verifying TLS setup, built
+//! once), `limiter` (GCRA), `bridge`
 //! (sync waits and asyncio futures), `client` (the pyclass the Python clients
 //! drive), `runtime` (the one tokio runtime), `error` (the one error type and
 //! its Python mapping), `clock` (wire timestamps), `export` (background
@@ -25,6 +26,7 @@ pub mod payload;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod transport;
 
 /// Run `f`, turning an `Error` into the matching Python exception and a

@@ -108,22 +108,6 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Mozilla's root certificates, the set the anchor trusts through certifi.
-/// Merged with the system's (or `SSL_CERT_FILE`'s), so that every server the
-/// anchor can verify verifies here too, including on a machine with no CA
-/// store at all, where the system verifier alone refuses to be built.
-fn mozilla_roots() -> Vec<reqwest::Certificate> {
-    static ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS
-                .iter()
-                .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
-                .collect()
-        })
-        .clone()
-}
-
 /// The innermost cause of an error: what really happened (refused, reset,
 /// no CA certificates...), rather than reqwest's summary of it.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
@@ -215,7 +199,11 @@ impl Transport {
             .tcp_nodelay(true)
             .tls_danger_accept_invalid_certs(!self.cfg.verify_ssl);
         if self.cfg.verify_ssl {
-            builder = builder.tls_certs_merge(mozilla_roots());
+            let tls = crate::tls::verifying_config().map_err(|e| Error::Config {
+                message: format!("cannot build the HTTP client: {e}"),
+                key: None,
+            })?;
+            builder = builder.tls_backend_preconfigured(tls);
         }
         let c = builder.build().map_err(|e| Error::Config {
             message: format!("cannot build the HTTP client: {}", innermost(&e)),
@@ -538,13 +526,6 @@ mod tests {
             let u = uuid::Uuid::parse_str(k).unwrap();
             assert_eq!(u.get_version_num(), 4);
         }
-    }
-
-    #[test]
-    fn mozilla_roots_are_all_usable() {
-        let roots = mozilla_roots();
-        assert!(roots.len() > 100, "{} roots", roots.len());
-        assert_eq!(roots.len(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
     }
 
     #[test]

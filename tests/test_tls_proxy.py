@@ -242,6 +242,44 @@ def test_ssl_cert_file_is_trusted(
     assert _trace_posts(tls_server) == 2
 
 
+_CHANGING_TRUST = """
+import json, os, sys
+from infinium import InfiniumClient, NetworkError
+def send():
+    client = InfiniumClient(
+        agent_id="6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f", agent_secret="tls-secret-value",
+        base_url=sys.argv[1], max_retries=0, timeout=10.0,
+    )
+    try:
+        return client.send_task(name="tls", description="d", duration=1.0).status_code
+    except NetworkError as e:
+        return "certificate" in str(e).lower() and "untrusted"
+    finally:
+        client.close()
+seen = [send()]
+os.environ["SSL_CERT_FILE"] = sys.argv[2]
+seen.append(send())
+del os.environ["SSL_CERT_FILE"]
+seen.append(send())
+print(json.dumps(seen))
+"""
+
+
+def test_each_client_reads_ssl_cert_file_as_it_is_then(
+    tls_server: CaptureServer, ca_file: Path
+) -> None:
+    # The trust store is built once per process (reading the system's CA
+    # bundle costs milliseconds) and again when SSL_CERT_FILE/SSL_CERT_DIR
+    # change: a client made after the change trusts what the variable names
+    # now, as an httpx client made then would, and one made after it is
+    # unset no longer does.
+    out = run_script(
+        sys.executable, _CHANGING_TRUST, only({}), args=[tls_server.base_url, str(ca_file)]
+    )
+    assert json.loads(out) == ["untrusted", 200, "untrusted"]
+    assert _trace_posts(tls_server) == 1
+
+
 def test_certificate_for_another_name_is_refused(
     anchor_python: str, ca: trustme.CA, ca_file: Path
 ) -> None:
