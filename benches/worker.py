@@ -298,7 +298,8 @@ def main() -> None:
         out = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
-    os._exit(0)  # don't let a background exporter's atexit flush skew the next job
+    if job.get("exit") != "normal":  # benches/pgo.py: instrumented builds write profiles at exit
+        os._exit(0)  # don't let a background exporter's atexit flush skew the next job
 
 
 if __name__ == "__main__":
