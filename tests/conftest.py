@@ -61,6 +61,25 @@ class Reply:
 
 
 Responder = Callable[[Captured], Reply]
+
+
+def api_reply(req: Captured, prompt_content: str = "Hi {{name}}") -> Reply:
+    """The Infinium API's answer as the differential tests script it: a
+    prompt (``prompt_content``) for Prompt Studio, a received trace otherwise."""
+    if req.path.startswith("/api/v1/prompts/"):
+        return Reply(
+            200,
+            {
+                "promptId": "p",
+                "name": "greet",
+                "version": 2,
+                "content": prompt_content,
+                "createdAt": "2026-01-01T00:00:00Z",
+            },
+        )
+    return Reply(200, {"message": "Trace received", "traceId": "t-1"})
+
+
 T = TypeVar("T")
 
 

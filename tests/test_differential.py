@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Dict, List, Tuple
 
-from .conftest import Captured, CaptureServer, Reply, run_script
+from .conftest import Captured, CaptureServer, Reply, api_reply, run_script
 
 SCRIPT = r"""
 import asyncio, sys
@@ -67,22 +67,11 @@ IGNORED_HEADERS = {"host", "accept-encoding", "connection", "content-length", "i
 
 
 def reply(req: Captured) -> Reply:
-    if req.path.startswith("/api/v1/prompts/"):
-        return Reply(
-            200,
-            {
-                "promptId": "p",
-                "name": "greet",
-                "version": 2,
-                "content": "Hi {{name}}",
-                "createdAt": "2026-01-01T00:00:00Z",
-            },
-        )
     if req.method == "POST" and req.json()["name"] == "err":
         status = 401 if not ERRS else 404
         ERRS.append(req)
         return Reply(status, {"error": "bad request body"})
-    return Reply(200, {"message": "Trace received", "traceId": "t-1"})
+    return api_reply(req)
 
 
 ERRS: List[Any] = []

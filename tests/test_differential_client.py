@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import pytest
 
-from .conftest import Captured, CaptureServer, Reply, run_script
+from .conftest import Captured, CaptureServer, Reply, api_reply, run_script
 
 PRELUDE = r"""
 import asyncio, sys
@@ -124,18 +124,7 @@ asyncio.run(main())
 
 
 def reply(req: Captured) -> Reply:
-    if req.path.startswith("/api/v1/prompts/"):
-        return Reply(
-            200,
-            {
-                "promptId": "p",
-                "name": "greet",
-                "version": 2,
-                "content": "Hi {{name}}, {{other}}!",
-                "createdAt": "2026-01-01T00:00:00Z",
-            },
-        )
-    return Reply(200, {"message": "Trace received", "traceId": "t-1"})
+    return api_reply(req, "Hi {{name}}, {{other}}!")
 
 
 COMPARED_HEADERS = ("user-agent", "x-agent-id", "x-agent-key", "x-prompt-id", "x-prompt-key")
