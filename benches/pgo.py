@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import venv
 from typing import Any, Dict, List
 
@@ -38,6 +36,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import sinks  # noqa: E402
+from run import run_worker  # noqa: E402
 
 #: The training jobs: the hot paths users run, at the harness's quick sizes
 #: (PGO wants the shape of the work, not long runs).
@@ -90,21 +89,11 @@ def train(python: str, profiles: str) -> str:
     # Build scripts run during the instrumented build write profiles too.
     for stale in glob.glob(os.path.join(raw_dir, "*.profraw")):
         os.remove(stale)
-    worker = os.path.join(HERE, "worker.py")
     with sinks.LocalServerSink(python) as sink:
         for job in TRAINING:
-            job = {**job, "base_url": sink.base_url, "exit": "normal"}
             log(f"training: {job['kind']} {job.get('mode', '')}")
-            p = subprocess.run(
-                [python, worker, json.dumps(job)],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                cwd=tempfile.gettempdir(),
-            )
-            out = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-            result = json.loads(out[-1]) if out else {"error": p.stderr[-800:]}
-            if p.returncode != 0 or "error" in result:
+            result = run_worker(python, {**job, "base_url": sink.base_url, "exit": "normal"})
+            if "error" in result:
                 sys.exit(f"training job {job['kind']} failed: {result}")
     raw = glob.glob(os.path.join(raw_dir, "*.profraw"))
     if not raw:
