@@ -73,7 +73,14 @@ def build(out_dir: str, target_dir: str, rustflags: str, maturin: List[str]) -> 
     env["RUSTFLAGS"] = f"{env.get('RUSTFLAGS', '')} {rustflags}".strip()
     os.makedirs(out_dir, exist_ok=True)
     before = set(glob.glob(os.path.join(out_dir, "*.whl")))
-    subprocess.run([*maturin, "build", "--release", "-o", out_dir], cwd=ROOT, env=env, check=True)
+    # For this interpreter: the training venv is made from it, and the
+    # extension is built per CPython version.
+    subprocess.run(
+        [*maturin, "build", "--release", "-i", sys.executable, "-o", out_dir],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
     new = sorted(set(glob.glob(os.path.join(out_dir, "*.whl"))) - before, key=os.path.getmtime)
     if not new:  # rebuilt under the same name
         new = sorted(glob.glob(os.path.join(out_dir, "*.whl")), key=os.path.getmtime)

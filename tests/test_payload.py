@@ -252,6 +252,77 @@ def test_strings_and_numbers_encode_like_json_dumps() -> None:
     assert expected.encode() in raw
 
 
+def fresh(text: str) -> str:
+    """A new str object with ``text`` in it (no cached UTF-8 copy yet)."""
+    return "".join(list(text))
+
+
+# CPython keeps a str in the narrowest of three forms: latin-1, UCS-2, UCS-4.
+FORMS = {
+    "ascii": 'plain "quoted" back\\slash\n\x01 ' * 3,
+    "latin-1": 'naïve café résumé \x7f\x80\xff "q" \\ \t\x1f ' * 3,
+    "ucs-2": 'em — dash “quoted” \u2028\u2029 日本語 "q" \n ' * 3,
+    "ucs-4": 'astral 😀 𝄞 é — "q" \\ \x00 ' * 3,
+}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_every_string_form_encodes_like_json_dumps(form: str) -> None:
+    # Fresh strings (encoded from their code points), then the same strings
+    # after CPython cached their UTF-8 (a dict key's text is read through
+    # that cache, and the value is then the same object).
+    text = FORMS[form]
+    for attempt in ("fresh", "cached"):
+        value = fresh(text) + attempt
+        meta = {value: value, "list": [value, fresh(value[:5])]}
+        raw = infinium.dumps(
+            TaskData("n", "d", WHEN, 1.0, steps=[ExecutionStep(1, value, "b", metadata=meta)])
+        )
+        for part in (value, meta):
+            expected = json.dumps(part, ensure_ascii=False, separators=(",", ":")).encode()
+            assert expected in raw, (form, attempt)
+
+
+def test_a_lone_surrogate_in_any_form_is_a_validation_error() -> None:
+    for text in ("é\ud800", "— \udfff —", "😀\udbff", "x" * 40 + "\udc00"):
+        step = ExecutionStep(1, "a", "b", metadata={"s": fresh(text)})
+        with pytest.raises(ValidationError, match="surrogate") as info:
+            infinium.dumps(TaskData("n", "d", WHEN, 1.0, steps=[step]))
+        assert "steps[0].metadata.s" in str(info.value)
+
+
+def test_serialising_keeps_no_utf8_copy_of_the_text() -> None:
+    # PyUnicode_AsUTF8AndSize would cache a UTF-8 copy inside every
+    # non-ASCII str it encodes, for the str's life: a second copy of a
+    # trace's text kept by the caller's objects. sys.getsizeof counts it.
+    texts = [fresh(t) for t in FORMS.values()]
+    sizes = [sys.getsizeof(t) for t in texts]
+    step = ExecutionStep(1, "a", texts[0], output_preview=texts[1], metadata={"t": texts[3]})
+    # The name and description are validated (length, blank) before.
+    infinium.dumps(TaskData(texts[1], texts[2], WHEN, 1.0, steps=[step]))
+    assert [sys.getsizeof(t) for t in texts] == sizes
+
+
+@pytest.mark.parametrize("char", ["é", "—", "😀"])
+def test_name_and_description_limits_count_code_points_in_every_form(char: str) -> None:
+    def check(name: str, description: str) -> None:
+        infinium.dumps(TaskData(fresh(name), fresh(description), WHEN, 1.0))
+
+    check(char * 500, char * 10_000)
+    with pytest.raises(ValidationError, match="^name exceeds maximum length of 500 characters$"):
+        check(char * 501, "d")
+    with pytest.raises(
+        ValidationError, match="^description exceeds maximum length of 10000 characters$"
+    ):
+        check("n", char * 10_001)
+    for blank in (" \u3000 ", "\u2003\n", "\xa0"):
+        with pytest.raises(ValidationError, match="^description cannot be empty$"):
+            check("n", blank)
+        check("n", blank + char)
+    with pytest.raises(ValidationError, match="^description is not valid Unicode$"):
+        check("n", char + "\ud800")
+
+
 @dataclasses.dataclass
 class LoudStep(ExecutionStep):
     """A step whose ``__getattribute__`` rewrites what it returns."""

@@ -4,7 +4,7 @@
 
 /// 0 = copy as is; otherwise the second byte of a short escape, or `u` for
 /// `\u00XX`.
-const ESCAPE: [u8; 256] = {
+pub(crate) const ESCAPE: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 0x20 {
@@ -23,12 +23,20 @@ const ESCAPE: [u8; 256] = {
 
 /// Whether any of the 8 bytes of `x` is a control character, `"` or `\\`.
 #[inline(always)]
-fn needs_escape(x: u64) -> bool {
+pub(crate) fn needs_escape(x: u64) -> bool {
+    escape_bits(x) != 0
+}
+
+/// The high bit of each byte of `x` (little-endian) that is a control
+/// character, `"` or `\\`; exact up to the first such byte (bytes above it
+/// may be flagged too), so the lowest set bit marks the first one.
+#[inline(always)]
+pub(crate) fn escape_bits(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let below_0x20 = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
-    (below_0x20 | has_zero(x ^ (ONES * u64::from(b'"'))) | has_zero(x ^ (ONES * u64::from(b'\\')))) != 0
+    below_0x20 | has_zero(x ^ (ONES * u64::from(b'"'))) | has_zero(x ^ (ONES * u64::from(b'\\')))
 }
 
 /// Index of the first byte at or after `i` that needs escaping (or `len`).
@@ -203,7 +211,7 @@ fn write_str_long(buf: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// `\\X` or `\\u00XX` for a byte that needs escaping.
-fn write_escape(buf: &mut Vec<u8>, b: u8) {
+pub(crate) fn write_escape(buf: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let esc = ESCAPE[b as usize];
     if esc == b'u' {

@@ -5,6 +5,7 @@
 pub mod encode;
 pub mod validate;
 pub mod value;
+pub mod wide;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMapping, PyString, PyTuple};

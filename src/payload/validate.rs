@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
-use super::value::str_utf8;
+use super::value::{str_utf8, text_facts};
 use crate::error::Error;
 
 pub const MAX_NAME_LENGTH: usize = 500;
@@ -22,12 +22,13 @@ pub fn required_text(value: &Bound<'_, PyAny>, field: &str, max: usize) -> Resul
         return Err(invalid(format!("{field} is required"), field));
     }
     if value.is_instance_of::<PyString>() {
-        let text = str_utf8(value).map_err(|_| invalid(format!("{field} is not valid Unicode"), field))?;
-        if text.trim().is_empty() {
+        let (blank, chars) =
+            text_facts(value).ok_or_else(|| invalid(format!("{field} is not valid Unicode"), field))?;
+        if blank {
             return Err(invalid(format!("{field} cannot be empty"), field));
         }
-        // Python counts code points; a UTF-8 byte length <= max is a fast pass.
-        if text.len() > max && text.chars().count() > max {
+        // Python counts code points.
+        if chars > max {
             return Err(invalid(
                 format!("{field} exceeds maximum length of {max} characters"),
                 field,

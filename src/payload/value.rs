@@ -107,6 +107,117 @@ extern "C" {
 
 const LONE_SURROGATE: &str = "string is not valid Unicode (it contains a lone surrogate)";
 
+/// The UTF-8 text a compact `str` already holds, read from the object
+/// itself: its data when it is ASCII, else the UTF-8 copy CPython cached in
+/// it (if any). `None` for anything else. What `PyUnicode_AsUTF8AndSize`
+/// returns first in these cases, without the call.
+///
+/// # Safety
+/// As [`utf8_of`].
+#[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
+#[inline(always)]
+unsafe fn compact_utf8<'a>(o: *mut ffi::PyObject) -> Option<&'a str> {
+    if ffi::PyUnicode_IS_COMPACT(o) == 0 {
+        return None;
+    }
+    let (data, size) = if ffi::PyUnicode_IS_ASCII(o) != 0 {
+        (
+            o.cast::<ffi::PyASCIIObject>().add(1).cast::<u8>().cast_const(),
+            ffi::PyUnicode_GET_LENGTH(o),
+        )
+    } else {
+        let compact = o.cast::<ffi::PyCompactUnicodeObject>();
+        if (*compact).utf8.is_null() {
+            return None;
+        }
+        ((*compact).utf8.cast::<u8>().cast_const(), (*compact).utf8_length)
+    };
+    // ASCII data, or CPython's own UTF-8 encoding of the text.
+    Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+        data,
+        size as usize,
+    )))
+}
+
+/// Write the exact `str` at `o` as a JSON string; false (nothing written)
+/// when it holds a lone surrogate.
+///
+/// A compact non-ASCII text with no cached UTF-8 (a fresh one, as most of a
+/// new trace's are) is encoded straight from its code points, so CPython
+/// never builds and keeps a UTF-8 copy of it (see [`super::wide`]).
+///
+/// # Safety
+/// The GIL is held and `o` points to a live `str`.
+#[inline]
+unsafe fn write_str_object(buf: &mut Vec<u8>, o: *mut ffi::PyObject) -> bool {
+    #[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
+    if ffi::PyUnicode_IS_COMPACT(o) != 0 {
+        if let Some(text) = compact_utf8(o) {
+            write_str(buf, text);
+            return true;
+        }
+        let len = ffi::PyUnicode_GET_LENGTH(o) as usize;
+        // Compact and not ASCII: the code points follow the header.
+        let data = o.cast::<ffi::PyCompactUnicodeObject>().add(1).cast::<u8>();
+        return match ffi::PyUnicode_KIND(o) {
+            ffi::PyUnicode_1BYTE_KIND => super::wide::write_units(buf, std::slice::from_raw_parts(data, len)),
+            ffi::PyUnicode_2BYTE_KIND => {
+                super::wide::write_units(buf, std::slice::from_raw_parts(data.cast::<u16>(), len))
+            }
+            _ => super::wide::write_units(buf, std::slice::from_raw_parts(data.cast::<u32>(), len)),
+        };
+    }
+    match utf8_of(o) {
+        Some(s) => {
+            write_str(buf, s);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Of a `str` (or subclass): whether it is blank (empty or whitespace only,
+/// as `str::trim` sees it) and its length in code points; `None` when it
+/// holds a lone surrogate. Reads a compact non-ASCII text's code points in
+/// place rather than have CPython build and cache its UTF-8.
+pub fn text_facts(s: &Bound<'_, PyAny>) -> Option<(bool, usize)> {
+    #[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
+    // SAFETY: `s` is a live str (checked by the caller) and the GIL is held;
+    // the code points are read while `s` is borrowed.
+    unsafe {
+        let o = s.as_ptr();
+        if ffi::PyUnicode_IS_COMPACT(o) != 0 {
+            let len = ffi::PyUnicode_GET_LENGTH(o) as usize;
+            if let Some(text) = compact_utf8(o) {
+                return Some((text.trim().is_empty(), len));
+            }
+            let data = o.cast::<ffi::PyCompactUnicodeObject>().add(1).cast::<u8>();
+            let units = |f: &dyn Fn(u32) -> bool| -> bool {
+                match ffi::PyUnicode_KIND(o) {
+                    ffi::PyUnicode_1BYTE_KIND => std::slice::from_raw_parts(data, len)
+                        .iter()
+                        .all(|&u| f(u32::from(u))),
+                    ffi::PyUnicode_2BYTE_KIND => std::slice::from_raw_parts(data.cast::<u16>(), len)
+                        .iter()
+                        .all(|&u| f(u32::from(u))),
+                    _ => std::slice::from_raw_parts(data.cast::<u32>(), len)
+                        .iter()
+                        .all(|&u| f(u)),
+                }
+            };
+            if !units(&|c| !(0xd800..0xe000).contains(&c)) {
+                return None;
+            }
+            let blank = units(&|c| char::from_u32(c).is_some_and(char::is_whitespace));
+            return Some((blank, len));
+        }
+    }
+    let text = str_utf8(s).ok()?;
+    // Code points: the UTF-8 bytes that do not continue a sequence.
+    let chars = text.bytes().filter(|&b| (b as i8) >= -0x40).count();
+    Some((text.trim().is_empty(), chars))
+}
+
 /// Borrow the UTF-8 text of a `str` (or subclass) without copying.
 pub fn str_utf8<'a>(s: &'a Bound<'_, PyAny>) -> SerResult<&'a str> {
     // SAFETY: `s` is a live str instance (checked by the caller), the GIL is
@@ -123,6 +234,10 @@ pub fn str_utf8<'a>(s: &'a Bound<'_, PyAny>) -> SerResult<&'a str> {
 /// object and lives exactly as long as it).
 #[inline]
 unsafe fn utf8_of<'a>(o: *mut ffi::PyObject) -> Option<&'a str> {
+    #[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
+    if let Some(text) = compact_utf8(o) {
+        return Some(text);
+    }
     let mut size: ffi::Py_ssize_t = 0;
     let data = PyUnicode_AsUTF8AndSize(o, &mut size);
     if data.is_null() {
@@ -718,12 +833,10 @@ impl<'py> Writer<'py> {
         let t = type_of(o);
         if t == str_type() {
             // SAFETY: `o` is a live exact str; the text is copied out at once.
-            return Some(match unsafe { utf8_of(o) } {
-                Some(s) => {
-                    write_str(&mut self.buf, s);
-                    Ok(())
-                }
-                None => Err(SerError::invalid(LONE_SURROGATE)),
+            return Some(if unsafe { write_str_object(&mut self.buf, o) } {
+                Ok(())
+            } else {
+                Err(SerError::invalid(LONE_SURROGATE))
             });
         }
         if o == none() {
