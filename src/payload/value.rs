@@ -139,6 +139,30 @@ unsafe fn compact_utf8<'a>(o: *mut ffi::PyObject) -> Option<&'a str> {
     )))
 }
 
+/// The code points of a compact non-ASCII `str`, in CPython's form for it.
+#[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
+enum Units<'a> {
+    Latin1(&'a [u8]),
+    Ucs2(&'a [u16]),
+    Ucs4(&'a [u32]),
+}
+
+/// # Safety
+/// The GIL is held, `o` points to a live compact `str` that is not ASCII,
+/// and the slice is not used after `o` may have been freed.
+#[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
+#[inline(always)]
+unsafe fn compact_units<'a>(o: *mut ffi::PyObject) -> Units<'a> {
+    let len = ffi::PyUnicode_GET_LENGTH(o) as usize;
+    // Compact and not ASCII: the code points follow the header.
+    let data = o.cast::<ffi::PyCompactUnicodeObject>().add(1).cast::<u8>();
+    match ffi::PyUnicode_KIND(o) {
+        ffi::PyUnicode_1BYTE_KIND => Units::Latin1(std::slice::from_raw_parts(data, len)),
+        ffi::PyUnicode_2BYTE_KIND => Units::Ucs2(std::slice::from_raw_parts(data.cast::<u16>(), len)),
+        _ => Units::Ucs4(std::slice::from_raw_parts(data.cast::<u32>(), len)),
+    }
+}
+
 /// Write the exact `str` at `o` as a JSON string; false (nothing written)
 /// when it holds a lone surrogate.
 ///
@@ -156,15 +180,10 @@ unsafe fn write_str_object(buf: &mut Vec<u8>, o: *mut ffi::PyObject) -> bool {
             write_str(buf, text);
             return true;
         }
-        let len = ffi::PyUnicode_GET_LENGTH(o) as usize;
-        // Compact and not ASCII: the code points follow the header.
-        let data = o.cast::<ffi::PyCompactUnicodeObject>().add(1).cast::<u8>();
-        return match ffi::PyUnicode_KIND(o) {
-            ffi::PyUnicode_1BYTE_KIND => super::wide::write_units(buf, std::slice::from_raw_parts(data, len)),
-            ffi::PyUnicode_2BYTE_KIND => {
-                super::wide::write_units(buf, std::slice::from_raw_parts(data.cast::<u16>(), len))
-            }
-            _ => super::wide::write_units(buf, std::slice::from_raw_parts(data.cast::<u32>(), len)),
+        return match compact_units(o) {
+            Units::Latin1(u) => super::wide::write_units(buf, u),
+            Units::Ucs2(u) => super::wide::write_units(buf, u),
+            Units::Ucs4(u) => super::wide::write_units(buf, u),
         };
     }
     match utf8_of(o) {
@@ -191,24 +210,23 @@ pub fn text_facts(s: &Bound<'_, PyAny>) -> Option<(bool, usize)> {
             if let Some(text) = compact_utf8(o) {
                 return Some((text.trim().is_empty(), len));
             }
-            let data = o.cast::<ffi::PyCompactUnicodeObject>().add(1).cast::<u8>();
-            let units = |f: &dyn Fn(u32) -> bool| -> bool {
-                match ffi::PyUnicode_KIND(o) {
-                    ffi::PyUnicode_1BYTE_KIND => std::slice::from_raw_parts(data, len)
-                        .iter()
-                        .all(|&u| f(u32::from(u))),
-                    ffi::PyUnicode_2BYTE_KIND => std::slice::from_raw_parts(data.cast::<u16>(), len)
-                        .iter()
-                        .all(|&u| f(u32::from(u))),
-                    _ => std::slice::from_raw_parts(data.cast::<u32>(), len)
-                        .iter()
-                        .all(|&u| f(u)),
+            let surrogate = |c: u32| (0xd800..0xe000).contains(&c);
+            let space = |c: u32| char::from_u32(c).is_some_and(char::is_whitespace);
+            let blank = match compact_units(o) {
+                Units::Latin1(u) => u.iter().all(|&c| space(c.into())),
+                Units::Ucs2(u) => {
+                    if u.iter().any(|&c| surrogate(c.into())) {
+                        return None;
+                    }
+                    u.iter().all(|&c| space(c.into()))
+                }
+                Units::Ucs4(u) => {
+                    if u.iter().any(|&c| surrogate(c)) {
+                        return None;
+                    }
+                    u.iter().all(|&c| space(c))
                 }
             };
-            if !units(&|c| !(0xd800..0xe000).contains(&c)) {
-                return None;
-            }
-            let blank = units(&|c| char::from_u32(c).is_some_and(char::is_whitespace));
             return Some((blank, len));
         }
     }
