@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
 use rustls::ClientConfig;
 
 /// What the system's part of the trust store is read from.
@@ -58,10 +59,22 @@ fn cached_or_build(
     Ok(config)
 }
 
-fn build() -> Result<ClientConfig, rustls::Error> {
-    let provider = rustls::crypto::CryptoProvider::get_default()
+/// The process's rustls crypto provider, installed first if none is: ring,
+/// unless the application installed another, which every client then uses
+/// (reqwest's unverified clients take the installed one too).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    if let Some(p) = CryptoProvider::get_default() {
+        return p.clone();
+    }
+    // Err: another thread installed one first, which serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+fn build() -> Result<ClientConfig, rustls::Error> {
+    let provider = crypto_provider();
     let mozilla = webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned();
     let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(mozilla, provider.clone())?;
     let mut config = ClientConfig::builder_with_provider(provider)

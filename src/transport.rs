@@ -103,11 +103,6 @@ impl Drop for Transport {
     }
 }
 
-fn install_crypto_provider() {
-    // Err means a provider is already installed, which is what we need.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The innermost cause of an error: what really happened (refused, reset,
 /// no CA certificates...), rather than reqwest's summary of it.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
@@ -171,7 +166,8 @@ impl Transport {
                 return Ok(c.clone());
             }
         }
-        install_crypto_provider();
+        // reqwest (built without a provider of its own) takes the installed one.
+        crate::tls::crypto_provider();
         let mut builder = reqwest::Client::builder();
         if let Some(t) = self.cfg.timeout {
             builder = builder.timeout(Duration::from_secs_f64(t));
