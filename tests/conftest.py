@@ -33,7 +33,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHOR_SPEC = "infinium-o2==1.2.0"
-ANCHOR_EXTRAS = ["openai", "anthropic"]
+ANCHOR_EXTRAS = ["openai", "anthropic", "freezegun"]
 
 
 @dataclass
@@ -245,15 +245,22 @@ def _anchor_venv_dir() -> Path:
 
 
 def ensure_anchor_python() -> Tuple[Optional[str], str]:
-    """Path to a python with ``infinium-o2==1.2.0`` (and openai/anthropic),
+    """Path to a python with ``infinium-o2==1.2.0`` (and ``ANCHOR_EXTRAS``),
     creating a cached venv on first use. Returns (path or None, reason)."""
     explicit = os.environ.get("INFINIUM_ANCHOR_PYTHON")
     if explicit:
         return (explicit, "") if os.path.exists(explicit) else (None, f"{explicit} missing")
     venv = _anchor_venv_dir()
     py = venv / "bin" / "python"
+    # The marker lists what was installed: a venv made before an extra was
+    # added gets it installed (pip keeps what is there).
     marker = venv / ".ready"
-    if marker.exists() and py.exists():
+    wanted = " ".join([ANCHOR_SPEC, *ANCHOR_EXTRAS])
+
+    def ready() -> bool:
+        return py.exists() and marker.exists() and marker.read_text() == wanted
+
+    if ready():
         return str(py), ""
     lock = venv.parent / ".anchor-lock"
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -261,10 +268,11 @@ def ensure_anchor_python() -> Tuple[Optional[str], str]:
         import fcntl
 
         fcntl.flock(fh, fcntl.LOCK_EX)
-        if marker.exists() and py.exists():
+        if ready():
             return str(py), ""
         try:
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            if not py.exists():
+                subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             subprocess.run(
                 [str(py), "-m", "pip", "install", "-q", ANCHOR_SPEC, *ANCHOR_EXTRAS],
                 check=True,
@@ -272,7 +280,7 @@ def ensure_anchor_python() -> Tuple[Optional[str], str]:
             )
         except (subprocess.SubprocessError, OSError) as exc:
             return None, f"could not install {ANCHOR_SPEC}: {exc}"
-        marker.write_text(ANCHOR_SPEC)
+        marker.write_text(wanted)
     return str(py), ""
 
 

@@ -377,3 +377,72 @@ def test_generators_iterate_as_under_anchor(
         "{'args': ('abc',), 'kwargs': {}}": None,
     }
     assert all("errors" not in b for b in ours + theirs)
+
+
+# --- a frozen clock (freezegun), as users' snapshot tests freeze it ------------------------
+
+FROZEN_SCRIPT = r"""
+import os
+from freezegun import freeze_time
+from infinium import InfiniumClient, TraceBuilder, trace_agent
+from infinium.utils import get_current_iso_datetime
+
+env = os.environ
+client = InfiniumClient(
+    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
+    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
+)
+
+
+@trace_agent("Frozen Agent", client)
+def agent(x):
+    return x + 1
+
+
+for when in ("2024-05-06 07:08:09", "2031-12-31 23:59:59.250001"):
+    with freeze_time(when):
+        print("now", get_current_iso_datetime(), InfiniumClient.get_current_iso_datetime())
+        print("created", InfiniumClient.create_task_data("n", "d", 1.0).current_datetime)
+        agent(1)
+        trace = TraceBuilder("Manual", "Built under a frozen clock")
+        with trace.step("work", "one step"):
+            pass
+        client.send_task_data(trace.build())
+        client.send_task("Fields", "Sent as fields", 2.5)
+client.close()
+print("done")
+"""
+
+
+def test_a_frozen_clock_stamps_traces_as_under_anchor(
+    anchor_python: str, capture_server: Any, agent_id: str, agent_secret: str
+) -> None:
+    """Under freezegun, every timestamp the SDK makes (``get_current_iso_datetime``,
+    ``create_task_data``, the decorators, ``TraceBuilder``, ``send_task``) is the frozen
+    time in the anchor's text, and durations are the frozen clock's zero: the bodies
+    are identical, timestamps and durations unmasked."""
+    (theirs_out, theirs), (ours_out, ours) = (
+        run_under(python, FROZEN_SCRIPT, capture_server, agent_id, agent_secret)
+        for python in (anchor_python, sys.executable)
+    )
+    assert theirs_out.splitlines() == [
+        "now 2024-05-06T07:08:09Z 2024-05-06T07:08:09Z",
+        "created 2024-05-06T07:08:09Z",
+        "now 2031-12-31T23:59:59.250001Z 2031-12-31T23:59:59.250001Z",
+        "created 2031-12-31T23:59:59.250001Z",
+        "done",
+    ]
+    assert ours_out == theirs_out
+    assert len(theirs) == 6
+
+    def versions_masked(body: Dict[str, Any]) -> str:
+        env = body.get("environment") or {}
+        for k in ("sdk_version", "python_version"):
+            if k in env:
+                env[k] = "<masked>"
+        return json.dumps(body, indent=1)
+
+    assert [versions_masked(b) for b in ours] == [versions_masked(a) for a in theirs]
+    assert [b["current_datetime"] for b in ours] == 3 * ["2024-05-06T07:08:09Z"] + 3 * [
+        "2031-12-31T23:59:59.250001Z"
+    ]

@@ -20,7 +20,7 @@ from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, Union, cast
 
-from . import _core
+from ._context import clock_now
 from .exceptions import ValidationError
 
 __all__ = [
@@ -151,8 +151,10 @@ def validate_required_field(value: Any, field_name: str) -> None:
 
 def get_current_iso_datetime() -> str:
     """Now, UTC, ISO 8601 with microseconds and a ``Z``: ``2026-11-22T04:06:00.123456Z``
-    (always six digits, also on a whole second)."""
-    return _core.iso_now()
+    (always six digits, also on a whole second). Under a patched clock
+    (freezegun, ``mock.patch("infinium.utils.datetime")``), the anchor's
+    ``datetime.now(timezone.utc).isoformat()`` with a ``Z``."""
+    return clock_now(datetime)
 
 
 def truncate_string(text: str, max_length: int = 1000, suffix: str = "...") -> str:
