@@ -94,7 +94,9 @@ for name in ["ErrorDetail", "ToolCall", "LlmCall", "ExecutionStep", "ExpectedOut
         cls.__hash__ is None,
         [[f.name, str(f.type), "MISSING" if f.default is dataclasses.MISSING else repr(f.default)]
          for f in dataclasses.fields(cls)],
-        {k: repr(v) for k, v in typing.get_type_hints(cls, vars(T)).items() if not k.startswith("_")},
+        {k: repr(v) for k, v in typing.get_type_hints(cls, vars(T)).items()},
+        # a written docstring, not dataclass's generated signature
+        bool(cls.__doc__) and not cls.__doc__.startswith(name + "("),
     ]
 task = T.TaskData("n", "d", "w", 1, customer=T.Customer("a"), steps=[T.ExecutionStep(1, "a", "b", metadata={})])
 out["task"] = [repr(task), repr(dataclasses.asdict(task)), repr(dataclasses.astuple(T.ErrorDetail("a", "b"))),
@@ -182,6 +184,22 @@ for _ in range(5):
     lim.acquire_sync()
 asyncio.run(lim.acquire())
 print("logger", logger.name, isinstance(logger, logging.Logger))
+
+# Number types are kept (ints stay ints) and a huge attempt is capped, not an overflow.
+from fractions import Fraction
+for args in [(3, 1, 60, False), (3, 1, 5, False), (2000, 1, 60, False), (2, Fraction(1, 3), 60, False)]:
+    value = exponential_backoff(*args)
+    print("exponential_backoff", args, repr(value), type(value).__name__)
+# A dataclass instance where a class is expected: the dict comes back.
+print("coerce_section", coerce_section({"customer_name": "x"}, Customer()))
+try:
+    validate_duration("abc")
+except ValidationError as exc:
+    print("validate_duration context", type(exc.__context__).__name__, exc.__suppress_context__)
+import infinium
+print("async_client attribute", infinium.async_client.AsyncInfiniumClient.__name__)
+setup_logging("INFO", "")  # an empty format is logging's own default, not the SDK's
+print("setup_logging", [h.formatter._fmt for h in logging.getLogger().handlers])
 """
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit as _atexit
 
 from . import _core
+from . import async_client as async_client  # an attribute after `import infinium`, as the anchor's
 from .client import AsyncInfiniumClient, InfiniumClient
 from .exceptions import (
     AuthenticationError,

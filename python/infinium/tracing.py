@@ -762,7 +762,7 @@ def _assemble(
 def _attach_prompts(task_data: TaskData, ctx: TraceContext) -> None:
     """The ``prompt_studio`` section of the prompts fetched during the trace
     (emitted by the serialiser after ``environment``)."""
-    task_data._prompt_studio = {  # type: ignore[misc]  # per-instance value of the ClassVar default
+    task_data._prompt_studio = {  # type: ignore[assignment]  # per instance; the class has None
         "prompts_used": [
             {
                 "prompt_id": pf.prompt_id,

@@ -8,7 +8,7 @@ The Rust core serialises them straight from these objects (see ``dumps``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 __all__ = [
     "ApiResponse",
@@ -40,6 +40,9 @@ __all__ = [
 
 @dataclass
 class ErrorDetail:
+    """An error met during the run: its type, message, whether the agent recovered,
+    retries, stack trace and code."""
+
     error_type: str
     message: str
     recoverable: bool = False
@@ -50,6 +53,8 @@ class ErrorDetail:
 
 @dataclass
 class ToolCall:
+    """One call of a tool (an API, a search, a function) made inside a step."""
+
     tool_name: str
     duration_ms: Optional[int] = None
     input_summary: Optional[str] = None
@@ -60,6 +65,9 @@ class ToolCall:
 
 @dataclass
 class LlmCall:
+    """One call of a language model: which model and provider, tokens, latency,
+    temperature and purpose."""
+
     model: str
     provider: Optional[str] = None
     prompt_tokens: Optional[int] = None
@@ -71,6 +79,9 @@ class LlmCall:
 
 @dataclass
 class ExecutionStep:
+    """One numbered step of the run, with its timing, previews, error, tool or LLM
+    call and metadata."""
+
     step_number: int
     action: str
     description: str
@@ -85,6 +96,8 @@ class ExecutionStep:
 
 @dataclass
 class ExpectedOutcome:
+    """What the run was meant to achieve, against which it is graded."""
+
     task_objective: str
     required_deliverables: Optional[List[str]] = None
     constraints: Optional[List[str]] = None
@@ -93,6 +106,8 @@ class ExpectedOutcome:
 
 @dataclass
 class EnvironmentContext:
+    """Where the agent ran: framework, versions, runtime, region and free-form tags."""
+
     framework: Optional[str] = None
     framework_version: Optional[str] = None
     python_version: Optional[str] = None
@@ -107,12 +122,16 @@ class EnvironmentContext:
 
 @dataclass
 class TimeTracking:
+    """Section: when the work started and ended."""
+
     start_time: Optional[str] = None
     end_time: Optional[str] = None
 
 
 @dataclass
 class Customer:
+    """Section: the customer or client the work was for."""
+
     customer_name: Optional[str] = None
     customer_email: Optional[str] = None
     customer_phone: Optional[str] = None
@@ -123,6 +142,8 @@ class Customer:
 
 @dataclass
 class Support:
+    """Section: a support case: the issue, its priority and how it was resolved."""
+
     call_id: Optional[str] = None
     issue_description: Optional[str] = None
     issue_type: Optional[str] = None
@@ -134,6 +155,8 @@ class Support:
 
 @dataclass
 class Sales:
+    """Section: a sales activity: lead, stage, deal value and conversion."""
+
     lead_source: Optional[str] = None
     sales_stage: Optional[str] = None
     deal_value: Optional[float] = None
@@ -143,6 +166,8 @@ class Sales:
 
 @dataclass
 class Marketing:
+    """Section: a marketing campaign, its audience, channel and metrics."""
+
     campaign_name: Optional[str] = None
     campaign_type: Optional[str] = None
     target_audience: Optional[str] = None
@@ -153,6 +178,9 @@ class Marketing:
 
 @dataclass
 class Content:
+    """Section: a piece of content produced: type, format, length, topic and
+    platform."""
+
     content_type: Optional[str] = None
     content_format: Optional[str] = None
     content_length: Optional[int] = None
@@ -162,6 +190,8 @@ class Content:
 
 @dataclass
 class Research:
+    """Section: a research task: topic, method, sources, findings and confidence."""
+
     research_topic: Optional[str] = None
     research_method: Optional[str] = None
     data_sources: Optional[Union[str, List[str]]] = None
@@ -175,6 +205,8 @@ class Research:
 
 @dataclass
 class Project:
+    """Section: project work: phase, deliverables, stakeholders, status and risks."""
+
     project_name: Optional[str] = None
     project_phase: Optional[str] = None
     deliverables: Optional[Union[str, List[str]]] = None
@@ -189,6 +221,9 @@ class Project:
 
 @dataclass
 class Development:
+    """Section: software work: language, framework, bugs, tests, coverage and
+    deployment."""
+
     programming_language: Optional[str] = None
     framework_used: Optional[str] = None
     bugs_found: Optional[int] = None
@@ -204,6 +239,8 @@ class Development:
 
 @dataclass
 class Executive:
+    """Section: executive work: meetings, agenda, actions and decisions."""
+
     meeting_type: Optional[str] = None
     attendees_count: Optional[int] = None
     agenda_items: Optional[Union[str, List[str]]] = None
@@ -214,6 +251,9 @@ class Executive:
 
 @dataclass
 class General:
+    """Section: anything else: tools used, notes, errors met, retries, warnings,
+    APIs, data sources, tags."""
+
     tools_used: Optional[Union[str, List[str]]] = None
     agent_notes: Optional[str] = None
     errors_encountered: Optional[List[ErrorDetail]] = None
@@ -229,6 +269,9 @@ class General:
 
 @dataclass
 class PromptContent:
+    """A Prompt Studio prompt as fetched by ``get_prompt``, with its placeholders
+    filled in ``rendered_content``."""
+
     prompt_id: str
     name: str
     version: int
@@ -239,6 +282,9 @@ class PromptContent:
 
 @dataclass
 class LlmUsage:
+    """The run's language-model usage in total: tokens, cost, number of calls,
+    latency, and the calls themselves."""
+
     model: Optional[str] = None
     provider: Optional[str] = None
     prompt_tokens: Optional[int] = None
@@ -252,6 +298,9 @@ class LlmUsage:
 
 @dataclass
 class TaskData:
+    """One trace: what an agent run did, as sent to the Infinium API
+    (``send_task_data``)."""
+
     name: str
     description: str
     current_datetime: str
@@ -274,14 +323,19 @@ class TaskData:
     expected_outcome: Optional[ExpectedOutcome] = None
     environment: Optional[EnvironmentContext] = None
     errors: Optional[List[ErrorDetail]] = None
-    #: Set on an instance by the decorators when prompts were fetched (sent as
-    #: ``prompt_studio``). Not a field; the class-level None lets the
-    #: serialiser read it without an AttributeError for every other trace.
-    _prompt_studio: ClassVar[Optional[Dict[str, Any]]] = None
+    # Set on an instance by the decorators when prompts were fetched (sent as
+    # ``prompt_studio``). Not a field, and not annotated, so neither
+    # ``fields()`` nor ``get_type_hints()`` lists it (as the anchor's); the
+    # class-level None lets the serialiser read it without an AttributeError
+    # for every other trace.
+    _prompt_studio = None
 
 
 @dataclass
 class ApiResponse:
+    """The answer to one request: success, HTTP status, the server's message and its
+    JSON body."""
+
     success: bool
     status_code: Optional[int] = None
     message: str = ""
@@ -290,6 +344,9 @@ class ApiResponse:
 
 @dataclass
 class BatchResult:
+    """The outcome of ``send_tasks_batch``: counts, one ``ApiResponse`` per task in
+    input order, and the error messages."""
+
     successful: int
     failed: int
     # Spelled as the anchor spells them: ``dataclasses.fields()`` reports these

@@ -127,7 +127,8 @@ def validate_duration(duration: Union[int, float]) -> float:
     try:
         value = float(duration)
     except (TypeError, ValueError):
-        raise ValidationError("duration must be a number", field="duration") from None
+        # Chained implicitly, as the anchor's: the traceback shows float()'s error.
+        raise ValidationError("duration must be a number", field="duration")  # noqa: B904
     if value != value:
         raise ValidationError("duration cannot be NaN", field="duration")
     if value == float("inf"):
@@ -168,7 +169,11 @@ def setup_logging(level: str = "INFO", format_string: Optional[str] = None) -> N
     """Configure root logging (as the anchor's helper does)."""
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format=format_string or "%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+        format=(
+            "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+            if format_string is None
+            else format_string
+        ),
         datefmt="%Y-%m-%d %H:%M:%S",
     )
 
@@ -182,9 +187,11 @@ def coerce_section(value: Any, dataclass_type: type) -> Any:
     unchanged (also when the constructor rejects the keys)."""
     if value is None or is_dataclass(value) or not isinstance(value, dict):
         return value
-    known = _FIELD_NAMES.get(dataclass_type)
+    known = _FIELD_NAMES.get(dataclass_type) if isinstance(dataclass_type, type) else None
     if known is None:
-        known = _FIELD_NAMES[dataclass_type] = frozenset(f.name for f in fields(dataclass_type))
+        known = frozenset(f.name for f in fields(dataclass_type))
+        if isinstance(dataclass_type, type):
+            _FIELD_NAMES[dataclass_type] = known
     kwargs = {k: v for k, v in value.items() if k in known}
     extras = {k: v for k, v in value.items() if k not in known}
     if extras and "metadata" in known:
@@ -244,9 +251,12 @@ def exponential_backoff(
     """Seconds to wait before retry ``attempt`` (0-based): ``base_delay * 2**attempt``
     capped at ``max_delay``, with +-25 % random jitter unless ``jitter`` is false;
     never negative."""
-    delay = min(base_delay * 2.0**attempt, max_delay)
+    # The anchor's arithmetic, so ints stay ints and a huge ``2**attempt`` is
+    # capped rather than overflowing a float.
+    delay: float = min(base_delay * (2**attempt), max_delay)
     if jitter:
-        delay *= 1.0 + random.uniform(-0.25, 0.25)
+        spread = delay * 0.25
+        delay += random.uniform(-spread, spread)
     return max(0, delay)
 
 
