@@ -104,11 +104,21 @@ impl Drop for Transport {
 }
 
 /// The innermost cause of an error: what really happened (refused, reset,
-/// no CA certificates...), rather than reqwest's summary of it.
+/// no CA certificates...), rather than reqwest's summary of it. An operating
+/// system error reads as Python's `OSError` does (and so as the anchor's
+/// messages): `[Errno 111] Connection refused`.
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
+    }
+    if let Some(code) = cause
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+    {
+        let text = cause.to_string();
+        let reason = text.strip_suffix(&format!(" (os error {code})")).unwrap_or(&text);
+        return format!("[Errno {code}] {reason}");
     }
     let text = cause.to_string();
     if text.is_empty() {
@@ -315,12 +325,15 @@ impl Transport {
 
     async fn attempt_with(&self, req: &Request, parse_ok_body: bool) -> Result<Response, Error> {
         let http = self.http()?;
-        let builder = match self.url(&req.path) {
-            Ok(url) => http.request(req.method.clone(), url),
-            // Not a URL: let reqwest report it as it would any bad URL.
-            Err(text) => http.request(req.method.clone(), text),
-        };
-        let mut builder = builder.headers(self.headers(&req.auth, req.idempotency_key.as_deref())?);
+        // Not an http(s) URL: the client's configuration, not a network
+        // failure (never retried).
+        let url = self.url(&req.path).map_err(|message| Error::Config {
+            message,
+            key: Some("base_url".into()),
+        })?;
+        let mut builder = http
+            .request(req.method.clone(), url)
+            .headers(self.headers(&req.auth, req.idempotency_key.as_deref())?);
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
@@ -346,7 +359,8 @@ impl Transport {
     }
 
     /// `base_url + path` parsed, from the one-entry cache when it is the
-    /// last path again; the text itself when it does not parse.
+    /// last path again; what is wrong with it (httpx's words where the anchor
+    /// has them) when it is not an http(s) URL.
     ///
     /// The cache is only ever `try_lock`ed: the transport outlives a fork, and
     /// a lock some parent thread held at that moment would never be released
@@ -360,7 +374,18 @@ impl Transport {
             }
         }
         let text = format!("{}{}", self.cfg.base_url, path);
-        let url = reqwest::Url::parse(&text).map_err(|_| text)?;
+        let url = reqwest::Url::parse(&text).map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                "Request URL is missing an 'http://' or 'https://' protocol.".to_owned()
+            }
+            e => format!("invalid URL {text:?}: {e}"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "Request URL has an unsupported protocol '{}://'.",
+                url.scheme()
+            ));
+        }
         if let Some(mut cache) = self.last_url.try_lock() {
             *cache = Some((path.to_owned(), url.clone()));
         }
@@ -522,6 +547,32 @@ mod tests {
             let u = uuid::Uuid::parse_str(k).unwrap();
             assert_eq!(u.get_version_num(), 4);
         }
+    }
+
+    #[test]
+    fn os_errors_read_as_python_reads_them() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("tcp connect error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = Outer(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        let reason = std::io::Error::from_raw_os_error(libc::ECONNREFUSED).to_string();
+        let reason = reason.split(" (os error").next().unwrap_or_default().to_owned();
+        assert_eq!(
+            innermost(&refused),
+            format!("[Errno {}] {reason}", libc::ECONNREFUSED)
+        );
+        // Not an OS error: its own text.
+        let other = Outer(std::io::Error::other("no CA certificates"));
+        assert_eq!(innermost(&other), "no CA certificates");
     }
 
     #[test]

@@ -335,6 +335,38 @@ def test_permanent_rejection_counts_failed(server: DedupServer) -> None:
         httpd.server_close()
 
 
+def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
+    server: DedupServer, tmp_path: Path
+) -> None:
+    """A base URL that is not http(s) fails each foreground send at once (not
+    retried); in the background it is not the trace's fault: nothing is counted
+    failed, and on close what is queued goes to the spool, which a client with
+    the right URL delivers."""
+    c = InfiniumClient(
+        agent_id=AGENT,
+        agent_secret=SECRET,
+        base_url="api.example.com/v1",
+        background=True,
+        spool_dir=str(tmp_path),
+        shutdown_timeout=0.5,
+        backoff_base=0.01,
+        enable_rate_limiting=False,
+    )
+    try:
+        send_many(c, 3)
+        assert c.flush(1.0) is False
+        st = c.stats()
+        assert st["failed"] == 0 and st["sent"] == 0 and st["retried"] > 0, st
+    finally:
+        c.close()
+    fixed = bg_client(server.base_url, spool_dir=tmp_path)
+    try:
+        assert wait_until(lambda: len(server.stored) == 3, 30)
+        assert sorted(json.loads(b)["name"] for b in server.stored.values()) == ["t0", "t1", "t2"]
+    finally:
+        fixed.close()
+
+
 # --- memory -------------------------------------------------------------------------
 
 

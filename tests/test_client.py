@@ -4,6 +4,8 @@ mapping, retries counted at the server, validation rows of SPEC §3."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import sys
 import time
@@ -17,6 +19,7 @@ from infinium import (
     ApiResponse,
     AsyncInfiniumClient,
     AuthenticationError,
+    ConfigurationError,
     InfiniumClient,
     InfiniumError,
     InfiniumTimeoutError,
@@ -342,8 +345,37 @@ def test_connection_refused_is_retried_then_network_error(agent_id: str, agent_s
     with pytest.raises(NetworkError) as info:
         c.send_task("n", "d", 1)
     assert type(info.value) is NetworkError
-    assert str(info.value).startswith("Network error: ")
+    # The OS error as Python (and so the anchor's message) words it.
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED))
+    assert str(info.value) == f"Network error: {refused}"
     assert isinstance(info.value.original_error, ConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("", "Request URL is missing an 'http://' or 'https://' protocol."),
+        ("api.example.com/v1", "Request URL is missing an 'http://' or 'https://' protocol."),
+        ("ftp://files.example.com", "Request URL has an unsupported protocol 'ftp://'."),
+        ("localhost:8080", "Request URL has an unsupported protocol 'localhost://'."),
+        ("http://127.0.0.1:99999", 'invalid URL "http://127.0.0.1:99999/agents/'),
+    ],
+)
+def test_an_unusable_base_url_says_what_is_wrong_with_it(
+    base_url: str, message: str, agent_id: str, agent_secret: str
+) -> None:
+    """As the anchor, the client is made and the send fails (an ``InfiniumError``);
+    the message is httpx's where the anchor has one, and it is not retried."""
+    c = InfiniumClient(
+        agent_id, agent_secret, base_url=base_url, max_retries=3, enable_rate_limiting=False
+    )
+    start = time.monotonic()
+    with pytest.raises(ConfigurationError) as info:
+        c.send_task("n", "d", 1)
+    assert str(info.value).startswith(message)
+    assert info.value.config_key == "base_url"
+    assert isinstance(info.value, InfiniumError)
+    assert time.monotonic() - start < 0.5  # not retried after backoffs
 
 
 def test_read_timeout(capture_server: CaptureServer, agent_id: str, agent_secret: str) -> None:

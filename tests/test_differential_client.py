@@ -47,6 +47,17 @@ try:
 except InfiniumError as e:
     print("not sent:", isinstance(e, InfiniumError))
 """,
+    "connection_refused": r"""
+import socket
+from infinium import InfiniumClient, NetworkError
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+c = InfiniumClient(AGENT, SECRET, base_url=f"http://127.0.0.1:{port}", max_retries=0,
+                   enable_rate_limiting=False)
+try:
+    c.send_task("n", "d", 1, current_datetime=WHEN)
+except NetworkError as e:
+    print(type(e).__name__, str(e), e.status_code, isinstance(e.original_error, Exception))
+""",
     "prompt_rendering": r"""
 from infinium import InfiniumClient
 c = InfiniumClient(AGENT, SECRET, base_url=BASE, max_retries=0, enable_rate_limiting=False)

@@ -116,7 +116,10 @@ async fn send(inner: Arc<Inner>, item: Item) {
                 let wait = (retry_after as f64).min(t.cfg.max_retry_after).max(base);
                 pause_for(&inner, wait);
             }
-            Err(e) if e.is_retryable() => {
+            // A configuration the request cannot be made with (a base URL
+            // that is not http(s), no usable TLS setup) is not the trace's
+            // fault either: kept and retried as in an outage, never dropped.
+            Err(e) if e.is_retryable() || matches!(e, Error::Config { .. }) => {
                 Counters::add(&inner.counters.retried, 1);
                 attempts += 1;
                 let n = inner.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
