@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Dict, List
 
 import pytest
@@ -106,6 +107,9 @@ def test_positional_construction_matches_keywords() -> None:
     )
 
     step = StepContext(7, "tool_use", "call")
+    # Users may keep their own attributes on a step, and weak references to it.
+    step.note = "mine"  # type: ignore[attr-defined]
+    assert vars(step) == {"note": "mine"} and weakref.ref(step)() is step
     step._duration_ms = 12
     step.set_input("in").set_output("out").set_metadata({"k": 1})
     step.record_tool_call("search", duration_ms=3)
@@ -392,6 +396,65 @@ def test_decorator_survives_bad_and_huge_reprs() -> None:
     assert td.output_summary == "<BadResult>"
 
 
+def test_a_repr_returning_a_str_subclass_is_used_as_text() -> None:
+    """``repr()`` accepts a str subclass from ``__repr__``: its text is recorded, as
+    the anchor records it (small values and values past the 3000-char cap)."""
+
+    class Text(str):
+        pass
+
+    class Odd:
+        def __repr__(self) -> str:
+            return Text("odd one")
+
+    @trace_agent("n", auto_send=False)
+    def f(*args: Any) -> Any:
+        return Odd()
+
+    f(Odd())
+    td = f.last_trace  # type: ignore[attr-defined]
+    assert td.input_summary == "{'args': (odd one,), 'kwargs': {}}"
+    assert td.output_summary == "odd one" and td.steps[0].output_preview == "odd one"
+    f(Odd(), ["x" * 100] * 40)  # past the cap: the bounded walk
+    long_summary = f.last_trace.input_summary  # type: ignore[attr-defined]
+    assert long_summary.startswith("{'args': (odd one, ['xxx") and len(long_summary) == 3000
+    assert _capped_repr([Odd()] * 2000, 50) == "[odd one, odd one, odd one, odd one, odd one, o..."
+    assert type(td.output_summary) is str
+
+
+def test_an_exception_whose_str_fails_is_recorded_and_still_raised() -> None:
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("str broke")
+
+    @trace_agent("n", auto_send=False)
+    def boom() -> None:
+        raise Broken()
+
+    with pytest.raises(Broken):  # the traced code's exception, not str()'s
+        boom()
+    td = boom.last_trace  # type: ignore[attr-defined]
+    (err,) = td.errors
+    assert (err.error_type, err.message) == ("Broken", "<exception str() failed>")
+    assert "Broken" in err.stack_trace
+    assert td.steps[0].error.message == "<exception str() failed>"
+
+
+def test_a_docstring_longer_than_a_description_is_cut_to_fit() -> None:
+    """The decorator's description comes from the docstring; one over 10,000
+    characters is cut (``...``) so the trace still validates and is sent."""
+
+    def long_doc() -> int:
+        return 1
+
+    long_doc.__doc__ = "word " * 3000
+    traced = trace_agent("n", auto_send=False)(long_doc)
+    traced()
+    td = traced.last_trace  # type: ignore[attr-defined]
+    assert len(td.description) == 10_000 and td.description.endswith("...")
+    assert infinium.dumps(td)  # validates
+
+
 def test_decorator_error_recorded_and_reraised() -> None:
     @trace_agent("n", auto_send=False)
     def boom() -> None:
@@ -495,6 +558,13 @@ def test_async_trace_agent_follows_an_awaitable_returned_by_a_sync_callable(
     @async_trace_agent("Plain", auto_send=False)
     def plain(x: int) -> int:
         return x + 1
+
+    # Coroutine functions, as the anchor's wrappers are (frameworks ask this to
+    # decide whether to await); a plain function keeps a sync wrapper.
+    for async_shaped in (wrapped, failing, agent):
+        assert inspect.iscoroutinefunction(async_shaped)
+        assert asyncio.iscoroutinefunction(async_shaped)
+    assert not inspect.iscoroutinefunction(plain)
 
     async def main() -> None:
         pending = wrapped(21)

@@ -27,6 +27,7 @@ __all__ = [
     "CapturedPromptFetch",
     "TraceContext",
     "clock_now",
+    "exception_text",
     "get_current_trace_context",
     "iso_now",
     "record_prompt_fetch",
@@ -61,6 +62,16 @@ def iso_now() -> str:
     if datetime is _REAL_DATETIME[0]:
         return _rust_iso_now()
     return clock_now(datetime)
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)`` for a trace's error records. An exception whose ``__str__``
+    fails reads as Python's traceback prints it, so recording it never replaces
+    the exception the traced code raised."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
 
 
 class _CallState:

@@ -38,6 +38,7 @@ from typing import (
 from ._context import (
     TraceContext,
     _current_trace_ctx,
+    exception_text,
     iso_now,
 )
 from .types import (
@@ -51,7 +52,7 @@ from .types import (
     TaskData,
     ToolCall,
 )
-from .utils import get_current_iso_datetime, truncate_string
+from .utils import MAX_DESCRIPTION_LENGTH, get_current_iso_datetime, truncate_string
 
 # infinium-o2's module has no __all__, so ``from infinium.tracing import *`` also
 # gave the types and helpers it imports; they stay available that way.
@@ -141,9 +142,9 @@ def _plain_repr(obj: Any) -> str:
         text = repr(obj)
     except Exception:
         return f"<{type(obj).__name__}>"
-    if type(text) is not str:  # a __repr__ returning a str subclass
-        return f"<{type(obj).__name__}>"
-    return text
+    # repr() accepts a str subclass from __repr__ (and raises for anything
+    # else): its text, as a plain str.
+    return text if type(text) is str else str.__str__(text)
 
 
 def _long_text_repr(obj: Union[str, bytes], budget: int) -> str:
@@ -279,9 +280,8 @@ def _capped_repr(obj: Any, cap: int) -> str:
         return _truncate(_plain_repr(obj), cap)
     try:
         if _fits(obj, cap, 0) >= 0:
-            text = repr(obj)
-            if type(text) is str:
-                return _truncate(text, cap)
+            # A str, or a str subclass from a user's __repr__ (as plain text).
+            return _truncate(str.__str__(repr(obj)), cap)
     except Exception:
         pass
     return _walk_repr(obj, cap)
@@ -320,7 +320,7 @@ def _args_summary(args: Any, kwargs: Dict[str, Any]) -> str:
 def _error_detail(exc: BaseException) -> ErrorDetail:
     return ErrorDetail(
         error_type=type(exc).__name__,
-        message=str(exc),
+        message=exception_text(exc),
         recoverable=False,
         stack_trace=_truncate(
             "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
@@ -344,6 +344,10 @@ class StepContext:
     """
 
     __slots__ = (
+        # Users may keep their own attributes on a step (the anchor's class has
+        # no slots) and hold weak references to it.
+        "__dict__",
+        "__weakref__",
         "_action",
         "_description",
         "_duration_ms",
@@ -1035,18 +1039,29 @@ def _wrap_sync(
 
 
 def _wrap_async(
-    func: Callable[..., Awaitable[Any]],
+    func: Callable[..., Any],
     name: str,
     desc: str,
     step_desc: str,
     client: Any,
     send: bool,
+    awaits_any: bool = False,
 ) -> Callable[..., Awaitable[Any]]:
+    """A coroutine function tracing ``func``'s awaited call. ``awaits_any``:
+    ``func`` is not itself a coroutine function but returns awaitables (see
+    :func:`_returns_awaitables`); what it returns is awaited when awaitable."""
+    target = func
+    if awaits_any:
+
+        async def target(*args: Any, **kwargs: Any) -> Any:
+            result = func(*args, **kwargs)
+            return (await result) if _isawaitable(result) else result
+
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         call = _DecoratedCall(args, kwargs, step_desc)
         try:
-            return call.returned(await func(*args, **kwargs))
+            return call.returned(await target(*args, **kwargs))
         except BaseException as exc:
             call.failed(exc)
             raise
@@ -1061,6 +1076,18 @@ def _wrap_async(
     return wrapper
 
 
+def _returns_awaitables(target: Callable[..., Any]) -> bool:
+    """``target`` is written to be awaited though not a coroutine function
+    itself: a plain decorator around one (``functools.wraps`` leaves the
+    ``__wrapped__`` chain), or an object with an ``async def __call__``."""
+    try:
+        inner = inspect.unwrap(target)
+    except ValueError:  # a __wrapped__ cycle
+        inner = target
+    dunder_call = inspect.getattr_static(type(target), "__call__", None)
+    return inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(dunder_call)
+
+
 def _wrap_awaiting(
     func: Callable[..., Any],
     name: str,
@@ -1069,13 +1096,15 @@ def _wrap_awaiting(
     client: Any,
     send: bool,
 ) -> Callable[..., Any]:
-    """``async_trace_agent`` on a callable that is not a coroutine function: a sync
-    wrapper around one, an object with an ``async def __call__``.
+    """``async_trace_agent`` on a callable with no sign of being async (a plain
+    function, or a wrapper that hides a coroutine function without
+    ``functools.wraps``).
 
-    infinium-o2 awaits whatever such a callable returns, so an awaitable result is
-    traced to its completion: the returned coroutine re-enters the trace scope while
-    it awaits (LLM calls made there are captured), records the awaited value or
-    exception, then sends. A plain value is traced as by the sync wrapper.
+    infinium-o2 awaits whatever such a callable returns (and fails on a plain
+    value). Here the call stays synchronous: a plain value is traced as by the
+    sync wrapper; an awaitable result is traced to its completion, the returned
+    coroutine re-entering the trace scope while it awaits (LLM calls made there
+    are captured), recording the awaited value or exception, then sending.
     """
 
     @functools.wraps(func)
@@ -1243,6 +1272,9 @@ def _make_decorator(
         desc = (description or getattr(target, "__doc__", None) or "").strip()
         if not desc:
             desc = f"Auto-traced call to {fname}"
+        # A docstring longer than a trace's description may be: cut to fit,
+        # rather than every trace failing validation (the anchor sends it whole).
+        desc = _truncate(desc, MAX_DESCRIPTION_LENGTH)
         step_desc = f"Execute {fname}"
         wrapped: Callable[..., Any]
         if inspect.iscoroutinefunction(target):
@@ -1251,6 +1283,10 @@ def _make_decorator(
             wrapped = _wrap_generator(target, name, desc, step_desc, client, send)
         elif inspect.isasyncgenfunction(target):
             wrapped = _wrap_async_generator(target, name, desc, step_desc, client, send)
+        elif awaits_results and _returns_awaitables(target):
+            # As infinium-o2's: a coroutine function awaiting what it returns, so
+            # frameworks that ask `iscoroutinefunction` (FastAPI, Starlette) await it.
+            wrapped = _wrap_async(target, name, desc, step_desc, client, send, True)
         elif awaits_results:
             wrapped = _wrap_awaiting(target, name, desc, step_desc, client, send)
         else:

@@ -17,6 +17,7 @@ from .._context import (
     CapturedPromptFetch,
     TraceContext,
     _current_trace_ctx,
+    exception_text,
     get_current_trace_context,
     record_prompt_fetch,
     set_trace_context,
@@ -116,7 +117,7 @@ class Adapter:
 def _record_error(call: CapturedLlmCall, t0: int, exc: BaseException) -> None:
     call.latency_ns = _perf_ns() - t0
     call.error_type = type(exc).__name__
-    call.error_message = str(exc)
+    call.error_message = exception_text(exc)
 
 
 def make_wrapper(
