@@ -19,18 +19,31 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fake_provider import FakeProvider
 
-SCRIPT = r'''
+
+def client_prelude(cls: str = "InfiniumClient") -> str:
+    """The start of every script here: ``env``, and a ``client`` of class ``cls``
+    posting to the capture server, without retries or rate limiting."""
+    return f"""
+import os
+from infinium import {cls}
+
+env = os.environ
+client = {cls}(
+    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
+    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
+)
+"""
+
+
+SCRIPT = (
+    client_prelude()
+    + r'''
 import os
 from openai import OpenAI
 from anthropic import Anthropic
 from infinium import InfiniumClient, TraceBuilder
 from infinium.integrations import watch
 
-env = os.environ
-client = InfiniumClient(
-    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
-    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
-)
 oai = watch(OpenAI(base_url=env["DIFF_OPENAI_URL"], api_key="x", max_retries=0),
             capture_content=True)
 claude = watch(Anthropic(base_url=env["DIFF_ANTHROPIC_URL"], api_key="x", max_retries=0),
@@ -96,6 +109,7 @@ client.send_task_data(trace.build())
 client.close()
 print("done")
 '''
+)
 
 MASK_KEYS = {
     "current_datetime",
@@ -180,16 +194,13 @@ def test_same_traces_as_anchor(
 
 # --- the public tracing surface, without provider packages --------------------------------
 
-SURFACE_SCRIPT = r'''
+SURFACE_SCRIPT = (
+    client_prelude("AsyncInfiniumClient")
+    + r'''
 import asyncio, dataclasses, functools, inspect, os
 from infinium import AsyncInfiniumClient, async_trace_agent
 from infinium.integrations import CapturedLlmCall, get_current_trace_context
 
-env = os.environ
-client = AsyncInfiniumClient(
-    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
-    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
-)
 
 
 def logged(func):
@@ -247,6 +258,7 @@ from infinium.tracing import get_current_iso_datetime, truncate_string
 print("truncate", truncate_string("abcdefghij", 6), truncate_string("abc", 2, suffix="!"))
 print("done")
 '''
+)
 
 
 def test_public_tracing_surface_as_anchor(
@@ -274,15 +286,12 @@ def test_public_tracing_surface_as_anchor(
 
 # --- generator functions under the decorators -------------------------------------------
 
-GENERATOR_SCRIPT = r"""
+GENERATOR_SCRIPT = (
+    client_prelude()
+    + r"""
 import asyncio, os
 from infinium import InfiniumClient, trace_agent
 
-env = os.environ
-client = InfiniumClient(
-    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
-    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
-)
 
 
 @trace_agent("Generator Agent", client)
@@ -335,6 +344,7 @@ print("async", asyncio.run(collect()))
 client.close()
 print("done")
 """
+)
 
 
 def test_generators_iterate_as_under_anchor(
@@ -381,17 +391,14 @@ def test_generators_iterate_as_under_anchor(
 
 # --- a frozen clock (freezegun), as users' snapshot tests freeze it ------------------------
 
-FROZEN_SCRIPT = r"""
+FROZEN_SCRIPT = (
+    client_prelude()
+    + r"""
 import os
 from freezegun import freeze_time
 from infinium import InfiniumClient, TraceBuilder, trace_agent
 from infinium.utils import get_current_iso_datetime
 
-env = os.environ
-client = InfiniumClient(
-    agent_id=env["DIFF_AGENT_ID"], agent_secret=env["DIFF_AGENT_SECRET"],
-    base_url=env["DIFF_CAPTURE_URL"], max_retries=0, enable_rate_limiting=False,
-)
 
 
 @trace_agent("Frozen Agent", client)
@@ -412,6 +419,7 @@ for when in ("2024-05-06 07:08:09", "2031-12-31 23:59:59.250001"):
 client.close()
 print("done")
 """
+)
 
 
 def test_a_frozen_clock_stamps_traces_as_under_anchor(
