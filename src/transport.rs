@@ -378,7 +378,8 @@ impl Transport {
             url::ParseError::RelativeUrlWithoutBase => {
                 "Request URL is missing an 'http://' or 'https://' protocol.".to_owned()
             }
-            e => format!("invalid URL {text:?}: {e}"),
+            // Not the text itself: a base URL may carry a password.
+            e => format!("Request URL is invalid: {e}."),
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(

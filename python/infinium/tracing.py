@@ -1082,7 +1082,7 @@ def _returns_awaitables(target: Callable[..., Any]) -> bool:
     ``__wrapped__`` chain), or an object with an ``async def __call__``."""
     try:
         inner = inspect.unwrap(target)
-    except ValueError:  # a __wrapped__ cycle
+    except Exception:  # a __wrapped__ cycle, a proxy whose attributes raise
         inner = target
     dunder_call = inspect.getattr_static(type(target), "__call__", None)
     return inspect.iscoroutinefunction(inner) or inspect.iscoroutinefunction(dunder_call)
