@@ -416,6 +416,24 @@ for when in ("2024-05-06 07:08:09", "2031-12-31 23:59:59.250001"):
             pass
         client.send_task_data(trace.build())
         client.send_task("Fields", "Sent as fields", 2.5)
+
+# The anchor's timestamps all come from infinium.utils.get_current_iso_datetime,
+# so patching that module's datetime reaches every one of them.
+from datetime import datetime as real_datetime
+from unittest import mock
+
+
+class Fixed(real_datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return real_datetime(2030, 1, 2, 3, 4, 5, 600, tzinfo=tz)
+
+
+with mock.patch("infinium.utils.datetime", Fixed):
+    print("patched", get_current_iso_datetime())
+    agent(2)
+    client.send_task_data(TraceBuilder("Manual", "Patched datetime").build())
+    client.send_task("Fields", "Patched datetime", 1.0)
 client.close()
 print("done")
 """
@@ -438,10 +456,11 @@ def test_a_frozen_clock_stamps_traces_as_under_anchor(
         "created 2024-05-06T07:08:09Z",
         "now 2031-12-31T23:59:59.250001Z 2031-12-31T23:59:59.250001Z",
         "created 2031-12-31T23:59:59.250001Z",
+        "patched 2030-01-02T03:04:05.000600Z",
         "done",
     ]
     assert ours_out == theirs_out
-    assert len(theirs) == 6
+    assert len(theirs) == 9
 
     def versions_masked(body: Dict[str, Any]) -> str:
         env = body.get("environment") or {}
@@ -450,7 +469,12 @@ def test_a_frozen_clock_stamps_traces_as_under_anchor(
                 env[k] = "<masked>"
         return json.dumps(body, indent=1)
 
-    assert [versions_masked(b) for b in ours] == [versions_masked(a) for a in theirs]
-    assert [b["current_datetime"] for b in ours] == 3 * ["2024-05-06T07:08:09Z"] + 3 * [
-        "2031-12-31T23:59:59.250001Z"
-    ]
+    # Frozen: identical bodies, durations included. Patched datetime: the
+    # clock is real, so only the timestamps are compared.
+    assert [versions_masked(b) for b in ours[:6]] == [versions_masked(a) for a in theirs[:6]]
+    assert [b["current_datetime"] for b in ours] == [a["current_datetime"] for a in theirs]
+    assert [b["current_datetime"] for b in ours] == (
+        3 * ["2024-05-06T07:08:09Z"]
+        + 3 * ["2031-12-31T23:59:59.250001Z"]
+        + 3 * ["2030-01-02T03:04:05.000600Z"]
+    )

@@ -16,17 +16,15 @@ from __future__ import annotations
 import contextvars
 import time
 from dataclasses import InitVar, dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional
 
-from . import _core
 from .types import PromptContent
+from .utils import get_current_iso_datetime
 
 __all__ = [
     "CapturedLlmCall",
     "CapturedPromptFetch",
     "TraceContext",
-    "clock_now",
     "exception_text",
     "get_current_trace_context",
     "iso_now",
@@ -35,33 +33,11 @@ __all__ = [
 ]
 
 
-# The real class, kept where freezegun does not look: it rebinds every module
-# attribute that *is* the real ``datetime`` (``datetime`` below included) while
-# a clock is frozen, but not the items of a tuple.
-_REAL_DATETIME = (datetime,)
-_rust_iso_now: Callable[[], str] = _core.iso_now
-
-
-def clock_now(dt: Any) -> str:
-    """Now as ISO 8601 UTC with a ``Z``, from ``dt``: a module's ``datetime``.
-
-    The real class: stamped in Rust, always with microseconds
-    (``2026-11-22T07:10:52.419928Z``; every decorated call makes one). A
-    patched one (freezegun, ``mock.patch``): asked as infinium-o2 asks it,
-    ``dt.now(timezone.utc).isoformat()``, so tests that freeze the clock see
-    the anchor's exact text (no fraction on a whole second).
-    """
-    if dt is _REAL_DATETIME[0]:
-        return _rust_iso_now()
-    return str(dt.now(timezone.utc).isoformat()).replace("+00:00", "Z")
-
-
-def iso_now() -> str:
-    """Now as ISO 8601 UTC with a ``Z`` (:func:`clock_now` of this module's
-    ``datetime``, the real-clock case inline: every decorated call makes one)."""
-    if datetime is _REAL_DATETIME[0]:
-        return _rust_iso_now()
-    return clock_now(datetime)
+#: Now as ISO 8601 UTC with a ``Z``: ``utils.get_current_iso_datetime``, the
+#: one clock every timestamp of the SDK comes from (and so a patched
+#: ``infinium.utils.datetime`` or freezegun reaches all of them, as in the
+#: anchor, whose timestamps all come from that function).
+iso_now: Callable[[], str] = get_current_iso_datetime
 
 
 def exception_text(exc: BaseException) -> str:
