@@ -262,6 +262,56 @@ def test_batch_with_dicts_and_generators(
     assert [r.json()["name"] for r in capture_server.requests] in (["a", "b"], ["b", "a"])
 
 
+class CountedTask(TaskData):
+    """Counts how many times the serialiser read it (a property shadowing a
+    field makes it read through getattr, once per serialisation)."""
+
+    reads = 0
+
+    @property
+    def description(self) -> str:
+        type(self).reads += 1
+        return "d"
+
+    @description.setter
+    def description(self, value: str) -> None:
+        pass
+
+
+def test_a_batch_serialises_ahead_of_its_sends_by_a_bounded_window(
+    capture_server: CaptureServer, agent_id: str, agent_secret: str
+) -> None:
+    """Streaming: while the sink holds every answer, a 3,000-trace batch at
+    ``max_concurrent=4`` has serialised only its in-flight requests and a
+    bounded look-ahead (the channel: 2 x 4 + one chunk of 32), not the batch;
+    released, it completes."""
+    release = threading.Event()
+
+    def held(req: Captured) -> Reply:
+        release.wait(30)
+        return Reply(204)
+
+    capture_server.responder = held
+    CountedTask.reads = 0
+    batch = [CountedTask(f"task-{i}", "d", WHEN, 1.0) for i in range(3000)]
+    c = make_client(InfiniumClient, capture_server, agent_id, agent_secret)
+    out: List[BatchResult] = []
+    sender = threading.Thread(target=lambda: out.append(c.send_tasks_batch(batch, 4)))
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while capture_server.count() < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # room to run ahead, if it would
+        assert capture_server.count() == 4
+        assert 4 <= CountedTask.reads <= 4 + 2 * 4 + 2 * 32, CountedTask.reads
+    finally:
+        release.set()
+        sender.join(60)
+    assert out and out[0].successful == 3000
+    assert CountedTask.reads == 3000
+
+
 def test_large_batch_streams(
     capture_server: CaptureServer, agent_id: str, agent_secret: str
 ) -> None:
