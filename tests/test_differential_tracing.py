@@ -157,6 +157,18 @@ def run_under(
     return out, bodies
 
 
+Run = Tuple[str, List[Dict[str, Any]]]
+
+
+def run_both(
+    anchor_python: str, script: str, server: Any, agent_id: str, secret: str, **env: str
+) -> Tuple[Run, Run]:
+    """``run_under`` the anchor's interpreter, then ours: (theirs, ours)."""
+    theirs = run_under(anchor_python, script, server, agent_id, secret, **env)
+    ours = run_under(sys.executable, script, server, agent_id, secret, **env)
+    return theirs, ours
+
+
 def test_same_traces_as_anchor(
     anchor_python: str, capture_server: Any, agent_id: str, agent_secret: str
 ) -> None:
@@ -165,12 +177,11 @@ def test_same_traces_as_anchor(
             "DIFF_OPENAI_URL": fake.openai_base_url,
             "DIFF_ANTHROPIC_URL": fake.anthropic_base_url,
         }
-        outputs = []
-        for python in (anchor_python, sys.executable):
-            out, bodies = run_under(python, SCRIPT, capture_server, agent_id, agent_secret, **urls)
-            assert "raised InternalServerError" in out and "done" in out
-            outputs.append(bodies)
-    theirs, ours = outputs
+        (theirs_out, theirs), (ours_out, ours) = run_both(
+            anchor_python, SCRIPT, capture_server, agent_id, agent_secret, **urls
+        )
+    for out in (theirs_out, ours_out):
+        assert "raised InternalServerError" in out and "done" in out
     assert len(theirs) == 4
     assert len(ours) == len(theirs)
     for a, b in zip(theirs, ours):
@@ -268,9 +279,8 @@ def test_public_tracing_surface_as_anchor(
     call (scope, duration, result, error); CapturedLlmCall's dataclass fields, asdict,
     repr and eq; get_current_trace_context's signature; what ``from infinium.tracing
     import *`` provides."""
-    (theirs_out, theirs), (ours_out, ours) = (
-        run_under(python, SURFACE_SCRIPT, capture_server, agent_id, agent_secret)
-        for python in (anchor_python, sys.executable)
+    (theirs_out, theirs), (ours_out, ours) = run_both(
+        anchor_python, SURFACE_SCRIPT, capture_server, agent_id, agent_secret
     )
     assert "done" in theirs_out
     assert ours_out == theirs_out
@@ -355,9 +365,8 @@ def test_generators_iterate_as_under_anchor(
     early break; one trace per call with the same name, description and input summary.
     infinium-o2 traces only the creation of the generator (its output is the generator's
     repr); ours traces the iteration (its output is the return value)."""
-    (theirs_out, theirs), (ours_out, ours) = (
-        run_under(python, GENERATOR_SCRIPT, capture_server, agent_id, agent_secret)
-        for python in (anchor_python, sys.executable)
+    (theirs_out, theirs), (ours_out, ours) = run_both(
+        anchor_python, GENERATOR_SCRIPT, capture_server, agent_id, agent_secret
     )
     assert theirs_out.splitlines() == [
         "list [0, 1, 2, 3, 4]",
@@ -447,9 +456,8 @@ def test_a_frozen_clock_stamps_traces_as_under_anchor(
     ``create_task_data``, the decorators, ``TraceBuilder``, ``send_task``) is the frozen
     time in the anchor's text, and durations are the frozen clock's zero: the bodies
     are identical, timestamps and durations unmasked."""
-    (theirs_out, theirs), (ours_out, ours) = (
-        run_under(python, FROZEN_SCRIPT, capture_server, agent_id, agent_secret)
-        for python in (anchor_python, sys.executable)
+    (theirs_out, theirs), (ours_out, ours) = run_both(
+        anchor_python, FROZEN_SCRIPT, capture_server, agent_id, agent_secret
     )
     assert theirs_out.splitlines() == [
         "now 2024-05-06T07:08:09Z 2024-05-06T07:08:09Z",
