@@ -25,7 +25,7 @@ from .conftest import CaptureServer, run_script
 _NAMES_SCRIPT = r"""
 import importlib, inspect, json, logging
 MODULES = ["infinium", "infinium.types", "infinium.utils", "infinium.exceptions",
-           "infinium.client", "infinium.async_client"]
+           "infinium.client", "infinium.async_client", "infinium.tracing"]
 def sdk_name(name, value):
     if name.startswith("_"):
         return False

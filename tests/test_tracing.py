@@ -28,7 +28,7 @@ from infinium import (
     trace_agent,
 )
 from infinium._context import get_current_trace_context, record_prompt_fetch
-from infinium.tracing import _capped_repr
+from infinium._internal.repr import capped_repr
 from infinium.types import Customer, PromptContent
 
 PY_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
@@ -94,10 +94,10 @@ def test_builder_fluent_numbering_and_build() -> None:
 
 
 def test_positional_construction_matches_keywords() -> None:
-    # tracing.py builds TaskData, ExecutionStep and EnvironmentContext with
-    # positional arguments (half the cost of keywords): every field must land
-    # where its keyword would put it.
-    from infinium.tracing import _assemble
+    # The tracing internals build TaskData, ExecutionStep and EnvironmentContext
+    # with positional arguments (half the cost of keywords): every field must
+    # land where its keyword would put it.
+    from infinium._internal.builder import assemble
     from infinium.types import (
         EnvironmentContext,
         ExecutionStep,
@@ -133,7 +133,7 @@ def test_positional_construction_matches_keywords() -> None:
     usage = LlmUsage(model="gpt", api_calls_count=1)
     outcome = ExpectedOutcome(task_objective="o")
     errors = [ErrorDetail("X", "y")]
-    td = _assemble(
+    td = assemble(
         "n",
         "d",
         time.perf_counter_ns(),
@@ -157,6 +157,37 @@ def test_positional_construction_matches_keywords() -> None:
         environment=EnvironmentContext(python_version=PY_VERSION, sdk_version=infinium.__version__),
         errors=errors,
     )
+
+
+def test_task_data_built_by_field_name_and_a_schema_drift_fails_loudly() -> None:
+    from infinium._internal.schema import TASK_FIELDS, TOP_LEVEL_FIELDS, by_name
+    from infinium.types import SECTION_TYPES, TaskData
+
+    assert TASK_FIELDS == (
+        ("name", "description", "current_datetime", "duration")
+        + tuple(SECTION_TYPES)
+        + TOP_LEVEL_FIELDS
+    )
+    make = by_name(
+        TaskData,
+        TASK_FIELDS,
+        ("errors", "duration", "name", "customer", "description", "current_datetime"),
+    )
+    errors = [ErrorDetail("E", "m")]
+    assert make(errors, 1.5, "n", Customer("a"), "d", "t") == TaskData(
+        name="n",
+        description="d",
+        current_datetime="t",
+        duration=1.5,
+        customer=Customer("a"),
+        errors=errors,
+    )
+    with pytest.raises(TypeError, match="schema"):
+        by_name(TaskData, TASK_FIELDS[::-1], ("name",))
+    with pytest.raises(TypeError, match="no field"):
+        by_name(TaskData, TASK_FIELDS, ("name", "prompt_studio"))
+    with pytest.raises(TypeError, match="no default"):
+        by_name(TaskData, TASK_FIELDS, ("name", "description", "duration"))
 
 
 def test_timestamps_are_now_in_utc_with_microseconds() -> None:
@@ -316,19 +347,19 @@ def test_capped_repr_matches_builtin_repr(obj: Any) -> None:
     full = repr(obj)
     for cap in (5, 100, 1500, 3000, 8000):
         expected = full if len(full) <= cap else full[: cap - 3] + "..."
-        assert _capped_repr(obj, cap) == expected
+        assert capped_repr(obj, cap) == expected
 
 
 def test_capped_repr_is_bounded_and_never_raises() -> None:
     huge = ["y" * 1000] * 200_000
     t0 = time.perf_counter()
-    out = _capped_repr({"args": (huge, "x" * 50_000_000), "kwargs": {}}, 3000)
+    out = capped_repr({"args": (huge, "x" * 50_000_000), "kwargs": {}}, 3000)
     assert time.perf_counter() - t0 < 0.5
     assert len(out) == 3000 and out.endswith("...")
-    assert _capped_repr([_BadRepr(), 1], 100) == "[<_BadRepr>, 1]"
+    assert capped_repr([_BadRepr(), 1], 100) == "[<_BadRepr>, 1]"
     loop: List[Any] = [1]
     loop.append(loop)
-    assert _capped_repr(loop, 100) == repr(loop)
+    assert capped_repr(loop, 100) == repr(loop)
 
 
 # --- decorators: shape of the trace ---------------------------------------------------------
@@ -418,7 +449,7 @@ def test_a_repr_returning_a_str_subclass_is_used_as_text() -> None:
     f(Odd(), ["x" * 100] * 40)  # past the cap: the bounded walk
     long_summary = f.last_trace.input_summary  # type: ignore[attr-defined]
     assert long_summary.startswith("{'args': (odd one, ['xxx") and len(long_summary) == 3000
-    assert _capped_repr([Odd()] * 2000, 50) == "[odd one, odd one, odd one, odd one, odd one, o..."
+    assert capped_repr([Odd()] * 2000, 50) == "[odd one, odd one, odd one, odd one, odd one, o..."
     assert type(td.output_summary) is str
 
 
