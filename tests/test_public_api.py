@@ -80,6 +80,76 @@ def test_every_public_name_of_the_anchor_imports_from_the_same_module(
     assert not problems, "\n".join(problems)
 
 
+_FACADES = (
+    "infinium",
+    "infinium.client",
+    "infinium.async_client",
+    "infinium.tracing",
+    "infinium.types",
+    "infinium.exceptions",
+    "infinium.utils",
+)
+
+
+def test_facade_export_lists_cover_the_modules_they_re_export() -> None:
+    """Each facade's ``__all__`` names every dataclass of ``infinium.types`` and
+    every error of ``infinium.exceptions`` (``infinium.client`` as the anchor's
+    client modules: all but ConfigurationError and TimeoutError), once each and
+    all bound, so a type or error added there cannot be left out of a facade."""
+    import dataclasses
+    import importlib
+
+    import infinium.async_client
+    import infinium.client
+    import infinium.exceptions
+    import infinium.types
+
+    types_ = infinium.types
+    dataclass_names = {n for n in types_.__all__ if dataclasses.is_dataclass(getattr(types_, n))}
+    errors = set(infinium.exceptions.__all__)
+    assert dataclass_names | errors <= set(infinium.__all__)
+    assert dataclass_names | (errors - {"ConfigurationError", "TimeoutError"}) <= set(
+        infinium.client.__all__
+    )
+    assert infinium.async_client.__all__ is infinium.client.__all__
+    for name in _FACADES:
+        module = importlib.import_module(name)
+        assert len(set(module.__all__)) == len(module.__all__), name
+        assert [n for n in module.__all__ if not hasattr(module, n)] == [], name
+
+
+def test_type_checkers_see_every_exported_name_through_import_star(tmp_path: Any) -> None:
+    """mypy follows only a literal ``__all__`` (or one imported as ``__all__``)
+    through ``import *``: every name each module exports must reach a user's
+    ``from <module> import *`` under ``mypy --strict``."""
+    import importlib
+    import subprocess
+
+    files = []
+    for name in _FACADES:
+        exported = importlib.import_module(name).__all__
+        path = tmp_path / f"use_{name.replace('.', '_')}.py"
+        path.write_text(f"from {name} import *\n\nprint({', '.join(exported)})\n")
+        files.append(str(path))
+    cache = str(tmp_path / "cache")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            cache,
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (out.returncode, out.stdout + out.stderr) == (0, "")
+
+
 _SHAPES_SCRIPT = r"""
 import copy, dataclasses, json, pickle, typing
 import infinium.types as T, infinium.exceptions as E

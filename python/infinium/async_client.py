@@ -7,7 +7,5 @@ offers (it imported them): the same list as :mod:`infinium.client`.
 
 from __future__ import annotations
 
-from . import client as _client
 from .client import *  # noqa: F403
-
-__all__ = _client.__all__
+from .client import __all__ as __all__

@@ -1,40 +1,29 @@
 """``InfiniumClient`` and ``AsyncInfiniumClient``.
 
-Both clients share one implementation: every operation is written once as a
-generator (``_Ops``) that validates its input, *yields* the HTTP requests and
-sleeps it needs and turns the answers into results. ``InfiniumClient`` drives
-those generators with blocking calls into the Rust core (GIL released, Ctrl-C
-honoured); ``AsyncInfiniumClient`` drives the same generators with awaitables
-that never block the event loop.
+Both clients share one implementation (``infinium._internal.ops``): every
+operation is written once as a generator that validates its input, *yields* the
+HTTP requests and sleeps it needs and turns the answers into results.
+``InfiniumClient`` drives those generators with blocking calls into the Rust
+core (GIL released, Ctrl-C honoured); ``AsyncInfiniumClient`` drives the same
+generators with awaitables that never block the event loop
+(``infinium._internal.drive``). This module holds their public surface: the
+constructor and every method users call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import os
-import re
-import time
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Generator,
-    List,
-    Optional,
-    Sequence,
-    Tuple,
-    TypeVar,
-    Union,
-)
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 from . import _background, _core
 from ._context import CapturedPromptFetch, get_current_trace_context
+from ._internal.decorate import trace_decorator
+from ._internal.drive import drive_async, drive_sync
+from ._internal.ops import Op, Ops, check_rate
 from .exceptions import (
     AuthenticationError,
     BatchError,
-    ConfigurationError,
     InfiniumError,
     InfiniumTimeoutError,
     NetworkError,
@@ -93,7 +82,9 @@ from .utils import (
 #: Besides the clients, the names the anchor's ``infinium.client`` and
 #: ``infinium.async_client`` modules offer (they imported them), so
 #: ``from infinium.client import TaskData`` and ``import *`` keep working
-#: (``infinium.async_client`` re-exports this list).
+#: (``infinium.async_client`` re-exports this list). A literal list, as the
+#: imports above: type checkers follow no other kind through ``import *``
+#: (tests/test_public_api.py checks it against the modules it re-exports).
 __all__ = [
     "DEFAULT_BASE_URL",
     "AsyncInfiniumClient",
@@ -163,148 +154,20 @@ logger = logging.getLogger("infinium.client")
 
 T = TypeVar("T")
 
-#: Keyword arguments ``send_task`` accepts besides the sections.
-_TOP_LEVEL_FIELDS = (
-    "llm_usage",
-    "input_summary",
-    "output_summary",
-    "steps",
-    "expected_outcome",
-    "environment",
-    "errors",
-)
-_SEND_TASK_KWARGS = frozenset(SECTION_TYPES) | frozenset(_TOP_LEVEL_FIELDS)
 _COERCE_TYPES: Dict[str, type] = {
     **SECTION_TYPES,
     "llm_usage": LlmUsage,
     "expected_outcome": ExpectedOutcome,
     "environment": EnvironmentContext,
 }
-#: Client attributes the requests are made with (see ``_Ops.__setattr__``).
-_SETTINGS = frozenset(
-    ("agent_id", "agent_secret", "base_url", "timeout", "max_retries", "user_agent", "verify_ssl")
-)
-_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
-_VERSION_ERROR = "version must be a positive integer or 'latest'"
-
-
-# --- what an operation may ask its driver to do ------------------------------
-
-
-class _Http:
-    __slots__ = ("body", "idempotency_key", "method", "path", "prompt")
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        prompt: Optional[Tuple[str, str]] = None,
-        idempotency_key: Optional[str] = None,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.body = body
-        self.prompt = prompt
-        self.idempotency_key = idempotency_key
-
-
-class _Batch:
-    __slots__ = ("fail_fast", "max_concurrent", "path", "tasks")
-
-    def __init__(self, path: str, tasks: List[Any], max_concurrent: int, fail_fast: bool) -> None:
-        self.path = path
-        self.tasks = tasks
-        self.max_concurrent = max_concurrent
-        self.fail_fast = fail_fast
-
-
-class _Sleep:
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
-_Step = Union[_Http, _Batch, _Sleep]
-_Op = Generator[_Step, Any, T]
-
-
-class _RateNotPositive(ConfigurationError, ValueError):
-    """``requests_per_second`` not > 0 with rate limiting on: the anchor raises
-    ``ValueError`` here, so this ``ConfigurationError`` is one too."""
-
-
-def _check_rate(requests_per_second: Any) -> None:
-    try:
-        rate = float(requests_per_second)
-    except (TypeError, ValueError):
-        return  # reported by the core, as before
-    if not (rate > 0 and math.isfinite(rate)):
-        raise _RateNotPositive(
-            "requests_per_second must be positive", config_key="requests_per_second"
-        )
-
-
-def _seconds(value: Any, key: str) -> float:
-    """A number of seconds as a float (its range is checked by the core)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{key} must be a positive number", config_key=key) from None
-
-
-_MAX_COUNT = 2**32 - 1
-
-
-def _count(value: Any, key: str) -> int:
-    """A non-negative int (not a float, a str or None: the anchor fails on those
-    only later, at send time)."""
-    if not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
-        raise ConfigurationError(f"{key} must be an integer from 0 to {_MAX_COUNT}", config_key=key)
-    return value
-
-
-def _api_response(status: int, data: Any) -> ApiResponse:
-    message = "Success"
-    if isinstance(data, dict) and data:
-        message = data.get("message", "Success")
-    # Positional (success, status_code, message, data): a batch builds one per
-    # trace, and keyword construction costs twice as much.
-    return ApiResponse(True, status, message, data)
 
 
 def _env(value: Optional[str], name: str) -> Optional[str]:
     return value if value is not None else os.environ.get(name)
 
 
-def _render(content: str, variables: Dict[str, str]) -> str:
-    def value(m: re.Match[str]) -> str:
-        v = variables.get(m.group(1), m.group(0))
-        # None renders as nothing, as the anchor's; other values as str().
-        return "" if v is None else str(v)
-
-    return _PLACEHOLDER.sub(value, content)
-
-
-def _version_text(version: Union[str, int]) -> str:
-    if isinstance(version, bool) or not isinstance(version, (int, str)):
-        raise ValidationError(_VERSION_ERROR, field="version")
-    if version == "latest":
-        return "latest"
-    try:
-        number = int(version)
-    except ValueError:
-        raise ValidationError(_VERSION_ERROR, field="version") from None
-    if number < 1:
-        raise ValidationError(_VERSION_ERROR, field="version")
-    return str(number)
-
-
-class _Ops:
-    """State and operations shared by the sync and async clients."""
-
-    _engine: Optional[_core.CoreClient]
+class _Client(Ops):
+    """What both clients share: the constructor and the helpers of their public surface."""
 
     def __init__(
         self,
@@ -335,7 +198,7 @@ class _Ops:
         agent_secret = _env(agent_secret, "INFINIUM_AGENT_SECRET")
         validate_agent_credentials(agent_id, agent_secret)
         if enable_rate_limiting:
-            _check_rate(requests_per_second)
+            check_rate(requests_per_second)
         assert agent_id is not None and agent_secret is not None
         if base_url is None:
             # Only an absent base_url falls back: an explicit "" stays "" (and
@@ -343,7 +206,7 @@ class _Ops:
             base_url = os.environ.get("INFINIUM_BASE_URL") or DEFAULT_BASE_URL
         self.agent_id = agent_id
         self.agent_secret = agent_secret
-        self._trace_path_cache: Optional[Tuple[str, str]] = None
+        self._trace_path_cache = None
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
@@ -354,7 +217,7 @@ class _Ops:
         if enable_logging:
             logging.basicConfig(level=getattr(logging, log_level.upper()))
         self.logger = logging.getLogger(self._logger_name)
-        self._engine_args: Dict[str, Any] = dict(
+        self._engine_args = dict(
             requests_per_second=float(requests_per_second) if enable_rate_limiting else None,
             burst=burst,
             max_retry_after=max_retry_after,
@@ -363,236 +226,28 @@ class _Ops:
         # --- background export (issue 6) ---
         self.background = background
         self.shutdown_timeout = shutdown_timeout
-        self._export_args: Dict[str, Any] = dict(
+        self._export_args = dict(
             max_queue_size=max_queue_size,
             spool_dir=os.fspath(spool_dir) if spool_dir is not None else None,
             durable=durable,
             shutdown_timeout=shutdown_timeout,
             concurrency=export_concurrency,
         )
-        self._exporter: Optional[_core.Exporter] = None
-        self._export_error: Optional[ValidationError] = None
+        self._exporter = None
+        self._export_error = None
         self._engine = None
         self._open()
 
     #: The logger the anchor's module of this client logs to.
     _logger_name = "infinium.client"
 
-    def _new_engine(self) -> _core.CoreClient:
-        timeout = self.timeout
-        return _core.CoreClient(
-            self.base_url,
-            self.agent_id,
-            self.agent_secret,
-            # None: no timeout at all, as with the anchor's httpx client.
-            timeout=None if timeout is None else _seconds(timeout, "timeout"),
-            timeout_text=str(timeout),
-            max_retries=_count(self.max_retries, "max_retries"),
-            user_agent=self.user_agent,
-            verify_ssl=self.verify_ssl,
-            **self._engine_args,
-        )
-
-    def _open(self) -> _core.CoreClient:
-        """Build the transport (and the background exporter): at construction,
-        and for the async client again on first use after ``close()``."""
-        engine = self._new_engine()
-        self._engine = engine
-        if self.background:
-            try:
-                path = self._trace_path()
-            except ValidationError as exc:  # raised again by each send
-                self._export_error = exc
-            else:
-                self._exporter = _background.start(
-                    engine, path, path.split("/")[2], **self._export_args
-                )
-        return engine
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # The anchor reads these attributes on every request; ours are baked
-        # into the transport, so assigning one builds a new transport (and an
-        # invalid value is refused with the attribute left as it was).
-        if name not in _SETTINGS or self.__dict__.get("_engine") is None:
-            object.__setattr__(self, name, value)
-            return
-        if self.__dict__.get("_exporter") is not None:
-            raise ConfigurationError(
-                f"{name} cannot be changed on a client with background=True; create a new client",
-                config_key=name,
-            )
-        old = self.__dict__[name]
-        object.__setattr__(self, name, value)
-        try:
-            engine = self._new_engine()
-        except BaseException:
-            object.__setattr__(self, name, old)
-            raise
-        object.__setattr__(self, "_engine", engine)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(agent_id={self.agent_id!r}, base_url={self.base_url!r})"
-
-    def _live_core(self) -> _core.CoreClient:
-        core = self._engine
-        if core is None:
-            raise InfiniumError("This client is closed")
-        return core
-
-    def _trace_path(self) -> str:
-        # Validated once per agent_id value (the attribute is public).
-        cached = self._trace_path_cache
-        if cached is not None and cached[0] is self.agent_id:
-            return cached[1]
-        path = f"/agents/{validate_path_id(self.agent_id, 'agent_id')}/trace"
-        self._trace_path_cache = (self.agent_id, path)
-        return path
-
-    # --- background export (issue 6) ---------------------------------------
-
-    def _enqueue(self, task_data: TaskData) -> ApiResponse:
-        """Validate and serialise here, queue the bytes in Rust, return at once."""
-        exporter = self._exporter
-        if exporter is None or self._engine is None:
-            if self._export_error is not None:
-                # Drop the previous raise's frames: re-raising one stored
-                # exception would otherwise grow its traceback on every call.
-                raise self._export_error.with_traceback(None)
-            raise InfiniumError("This client is closed")
-        # Inline (not a helper call): every background decorator send runs this.
-        key, warnings = exporter.submit(task_data)
-        if warnings:
-            _background.log(warnings)
-        return ApiResponse(True, None, "queued", {"queued": True, "idempotency_key": key})
 
     def stats(self) -> Dict[str, int]:
         """Background export counters: queued, in_flight, sent, failed, retried,
         spooled, replayed, dropped (all 0 without ``background=True``)."""
         return _background.stats(self._exporter)
-
-    # --- operations (each one generator, driven sync or async) -------------
-
-    def _op_send_task_data(self, task_data: TaskData) -> _Op[ApiResponse]:
-        path = self._trace_path()
-        body = _core.dumps(task_data)
-        name = getattr(task_data, "name", None)
-        log = self.logger
-        if log.isEnabledFor(logging.INFO):
-            log.info("Sending task '%s' to %s%s", name, self.base_url, path)
-        answer = yield _Http("POST", path, body)
-        log.info("Task '%s' sent successfully", name)
-        return _api_response(*answer)
-
-    def _build_task(
-        self,
-        name: str,
-        description: str,
-        duration: Union[int, float],
-        current_datetime: Optional[str],
-        kwargs: Dict[str, Any],
-    ) -> TaskData:
-        unknown = sorted(set(kwargs) - _SEND_TASK_KWARGS)
-        if unknown:
-            raise TypeError("send_task() got unexpected keyword argument(s): " + ", ".join(unknown))
-        validate_required_field(name, "name")
-        validate_required_field(description, "description")
-        validate_string_length(name, "name", MAX_NAME_LENGTH)
-        validate_string_length(description, "description", MAX_DESCRIPTION_LENGTH)
-        seconds = validate_duration(duration)
-        if current_datetime is None:
-            current_datetime = get_current_iso_datetime()
-        elif not validate_iso_datetime(current_datetime):
-            raise ValidationError(
-                "current_datetime must be a valid ISO 8601 string", field="current_datetime"
-            )
-        return TaskData(
-            name=name,
-            description=description,
-            current_datetime=current_datetime,
-            duration=seconds,
-            **kwargs,
-        )
-
-    def _op_send_tasks_batch(
-        self, tasks: Sequence[TaskData], max_concurrent: int, fail_fast: bool
-    ) -> _Op[BatchResult]:
-        if not tasks:
-            raise ValidationError("tasks list cannot be empty")
-        if max_concurrent < 1:
-            raise ValidationError("max_concurrent must be at least 1")
-        task_list = tasks if isinstance(tasks, list) else list(tasks)
-        rows = yield _Batch(self._trace_path(), task_list, max_concurrent, fail_fast)
-        results: List[ApiResponse] = []
-        errors: List[str] = []
-        for ok, status, payload, name in rows:
-            if ok:
-                results.append(_api_response(status, payload))
-            else:
-                message = payload if payload is not None else f"Task '{name}' was not sent"
-                errors.append(message)
-                self.logger.error("%s", message)
-                results.append(
-                    ApiResponse(success=False, message=message, data={"task_name": name})
-                )
-        successful = len(results) - len(errors)
-        return BatchResult(
-            successful=successful, failed=len(errors), results=results, errors=errors
-        )
-
-    def _op_get_interpreted_task_result(self, task_id: str) -> _Op[ApiResponse]:
-        validate_required_field(task_id, "task_id")
-        agent = validate_path_id(self.agent_id, "agent_id")
-        task = validate_path_id(task_id, "task_id")
-        answer = yield _Http("GET", f"/agents/{agent}/interpreted-result/{task}")
-        return _api_response(*answer)
-
-    def _op_wait_for_interpretation(
-        self, trace_id: str, timeout: float, poll_interval: float
-    ) -> _Op[ApiResponse]:
-        validate_required_field(trace_id, "trace_id")
-        deadline = time.monotonic() + timeout
-        while True:
-            response = yield from self._op_get_interpreted_task_result(trace_id)
-            if response.data and response.data.get("interpretedTraceResult"):
-                return response
-            if time.monotonic() >= deadline:
-                raise InfiniumTimeoutError(
-                    f"Interpretation not ready after {timeout}s for trace {trace_id}",
-                    timeout_duration=timeout,
-                )
-            yield _Sleep(poll_interval)
-
-    def _op_get_prompt(
-        self,
-        prompt_id: str,
-        prompt_key: str,
-        version: Union[str, int],
-        variables: Optional[Dict[str, str]],
-    ) -> _Op[PromptContent]:
-        safe_id = validate_path_id(prompt_id, "prompt_id")
-        if not prompt_key or not str(prompt_key).strip():
-            raise ValidationError("prompt_key is required", field="prompt_key")
-        validate_string_length(prompt_key, "prompt_key", MAX_STRING_LENGTH)
-        version_text = _version_text(version)
-        _, data = yield _Http(
-            "GET", f"/prompts/{safe_id}/v/{version_text}", prompt=(safe_id, str(prompt_key))
-        )
-        if not data or not isinstance(data, dict):
-            raise InfiniumError("Empty or invalid response from prompt API")
-        raw = data.get("content")
-        content = raw if isinstance(raw, str) else ""
-        prompt = PromptContent(
-            prompt_id=data.get("promptId", ""),
-            name=data.get("name", ""),
-            version=data.get("version", 0),
-            content=content,
-            created_at=data.get("createdAt", ""),
-            rendered_content=_render(content, variables) if variables is not None else None,
-        )
-        from ._context import record_prompt_fetch
-
-        record_prompt_fetch(prompt, variables)
-        return prompt
 
     # --- the rest of the public surface, identical for both clients -------
 
@@ -632,67 +287,10 @@ class _Ops:
         self, name: str, *, auto_send: bool = True, description: Optional[str] = None
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator tracing a sync or async function (picked per function)."""
-        from .tracing import trace_decorator
-
         return trace_decorator(self, name, auto_send=auto_send, description=description)
 
 
-# --- drivers -------------------------------------------------------------------
-
-
-def _drive_sync(core: _core.CoreClient, op: _Op[T]) -> T:
-    try:
-        step = next(op)
-        while True:
-            if isinstance(step, _Http):
-                answer: Any = core.request(
-                    step.method,
-                    step.path,
-                    step.body,
-                    prompt=step.prompt,
-                    idempotency_key=step.idempotency_key,
-                )
-            elif isinstance(step, _Batch):
-                answer = core.send_batch(step.path, step.tasks, step.max_concurrent, step.fail_fast)
-            else:
-                time.sleep(step.seconds)
-                answer = None
-            step = op.send(answer)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    finally:
-        op.close()
-
-
-async def _drive_async(core: _core.CoreClient, op: _Op[T]) -> T:
-    try:
-        step = next(op)
-        while True:
-            if isinstance(step, _Http):
-                answer: Any = await core.request_async(
-                    step.method,
-                    step.path,
-                    step.body,
-                    prompt=step.prompt,
-                    idempotency_key=step.idempotency_key,
-                )
-            elif isinstance(step, _Batch):
-                answer = await core.send_batch_async(
-                    step.path, step.tasks, step.max_concurrent, step.fail_fast
-                )
-            else:
-                await asyncio.sleep(step.seconds)
-                answer = None
-            step = op.send(answer)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    finally:
-        op.close()
-
-
-class InfiniumClient(_Ops):
+class InfiniumClient(_Client):
     """Blocking client. Every call waits with the GIL released and answers Ctrl-C.
 
     ``agent_id``, ``agent_secret`` and ``base_url`` fall back to the
@@ -726,8 +324,8 @@ class InfiniumClient(_Ops):
         _background.log_warnings(exporter)
         return done
 
-    def _run(self, op: _Op[T]) -> T:
-        return _drive_sync(self._live_core(), op)
+    def _run(self, op: Op[T]) -> T:
+        return drive_sync(self._live_core(), op)
 
     def send_task(
         self,
@@ -772,7 +370,7 @@ class InfiniumClient(_Ops):
         return self._run(self._op_get_prompt(prompt_id, prompt_key, version, variables))
 
 
-class AsyncInfiniumClient(_Ops):
+class AsyncInfiniumClient(_Client):
     """asyncio client: the same calls as ``InfiniumClient``, as coroutines.
 
     As the anchor's, it can be used again after ``close()`` (or a second
@@ -813,8 +411,8 @@ class AsyncInfiniumClient(_Ops):
             core = self._open()
         return core
 
-    async def _run(self, op: _Op[T]) -> T:
-        return await _drive_async(self._live_core(), op)
+    async def _run(self, op: Op[T]) -> T:
+        return await drive_async(self._live_core(), op)
 
     async def send_task(
         self,
