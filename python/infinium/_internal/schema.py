@@ -1,8 +1,9 @@
-"""The ``TaskData`` field list as the Python layer reads it, and constructors
-that fill a dataclass by field name at the cost of a positional call.
+"""The ``TaskData`` field lists as the Python layer reads them, and
+constructors that fill a dataclass by field name at the cost of a positional
+call.
 
-The field names and their order are the ``TaskData`` dataclass's; every other
-list here is derived from them.
+The lists are the Rust core's schema (``_core.TASK_FIELDS``,
+``_core.TOP_LEVEL_FIELDS``); the dataclasses are checked against them.
 """
 
 from __future__ import annotations
@@ -10,22 +11,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, Sequence, Tuple, Type, TypeVar
 
-from ..types import SECTION_TYPES, TaskData
+from .. import _core
 
 __all__ = ["TASK_FIELDS", "TOP_LEVEL_FIELDS", "by_name"]
 
 T = TypeVar("T")
 
 #: Every ``TaskData`` field, in declaration order.
-TASK_FIELDS: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TaskData))
+TASK_FIELDS: Tuple[str, ...] = _core.TASK_FIELDS
 
 #: The optional ``TaskData`` fields that are not sections (what ``send_task``
 #: accepts as keyword arguments besides the sections), in declaration order.
-TOP_LEVEL_FIELDS: Tuple[str, ...] = tuple(
-    f.name
-    for f in dataclasses.fields(TaskData)
-    if f.default is not dataclasses.MISSING and f.name not in SECTION_TYPES
-)
+TOP_LEVEL_FIELDS: Tuple[str, ...] = _core.TOP_LEVEL_FIELDS
 
 
 def by_name(cls: Type[T], fields: Sequence[str], params: Sequence[str]) -> Callable[..., T]:
