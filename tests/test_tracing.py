@@ -185,6 +185,37 @@ def test_task_data_built_by_field_name_and_a_schema_drift_fails_loudly() -> None
         by_name(TaskData, TASK_FIELDS, ("name", "description", "duration"))
 
 
+def test_one_truncation_rule_cuts_as_each_former_helper_did() -> None:
+    """The caps' cut (the result fits the cap, ``...`` included), utils.truncate_string
+    (any suffix) and the adapters' previews (``limit`` chars, then ``...``) are one
+    function; each cut is the one infinium-o2 makes, character for character."""
+    from infinium._context import CapturedLlmCall
+    from infinium._internal.text import truncate
+    from infinium.integrations._context import truncate_preview
+    from infinium.utils import truncate_string
+
+    def cap_cut(text: str, limit: int, suffix: str = "...") -> str:
+        return text if len(text) <= limit else text[: limit - len(suffix)] + suffix
+
+    def preview_cut(text: str, limit: int) -> str:
+        return text[:limit] + "..." if len(text) > limit else text
+
+    for length in range(0, 12):
+        text = "".join(chr(0x61 + i % 26) if i % 5 else "\u00e9" for i in range(length))
+        for limit in range(0, 10):
+            assert truncate(text, limit) == cap_cut(text, limit)
+            assert truncate_string(text, limit) == cap_cut(text, limit)
+            assert truncate_string(text, limit, suffix="!") == cap_cut(text, limit, "!")
+            assert truncate_string(text, limit, suffix="") == cap_cut(text, limit, "")
+            assert truncate(text, limit, keep=limit) == preview_cut(text, limit)
+            assert truncate_preview(text, limit) == preview_cut(text, limit)
+            call = CapturedLlmCall("p", "m")
+            call._open, call._parts, call._output_limit = True, [text], limit
+            call.finish_stream()
+            assert call.output_preview == preview_cut(text, limit)
+    assert truncate_string("x" * 2000) == "x" * 997 + "..."
+
+
 def test_timestamps_are_now_in_utc_with_microseconds() -> None:
     # Stamped in Rust; must read like datetime.now(timezone.utc) with a Z, also
     # for the public helper, and fall between two readings of the system clock.

@@ -18,6 +18,7 @@ import time
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from ._internal.text import truncate
 from .types import PromptContent
 from .utils import get_current_iso_datetime
 
@@ -107,7 +108,7 @@ class CapturedLlmCall(_CallState):
         if parts:
             text = "".join(parts)
             limit = self._output_limit
-            self.output_preview = text[:limit] + "..." if len(text) > limit else text
+            self.output_preview = truncate(text, limit, keep=limit)
             self._parts = None
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, Union, cast
 
 from . import _core
+from ._internal.text import truncate
 from .exceptions import ValidationError
 
 __all__ = [
@@ -173,9 +174,7 @@ def get_current_iso_datetime() -> str:
 
 def truncate_string(text: str, max_length: int = 1000, suffix: str = "...") -> str:
     """Cut ``text`` to ``max_length`` characters, ending in ``suffix`` when cut."""
-    if len(text) <= max_length:
-        return text
-    return text[: max_length - len(suffix)] + suffix
+    return truncate(text, max_length, suffix)
 
 
 def setup_logging(level: str = "INFO", format_string: Optional[str] = None) -> None:

@@ -22,6 +22,7 @@ from .._context import (
     record_prompt_fetch,
     set_trace_context,
 )
+from .._internal.text import truncate
 
 __all__ = [
     "Adapter",
@@ -54,7 +55,7 @@ def truncate_preview(text: Optional[str], limit: int) -> Optional[str]:
         return None
     if not isinstance(text, str):
         text = str(text)
-    return text[:limit] + "..." if len(text) > limit else text
+    return truncate(text, limit, keep=limit)
 
 
 def as_number(value: Any) -> Optional[float]:
