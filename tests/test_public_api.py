@@ -51,8 +51,8 @@ out["meta"] = [infinium.__version__, infinium.__author__, getattr(infinium, "__e
 print(json.dumps(out, sort_keys=True))
 """
 
-# The clients' constructors are a documented superset (SPEC §4; environment
-# variables, background export), compared in test_client.py. Ours
+# The clients' constructors are a documented superset (environment variables,
+# background export), compared in test_client.py. Ours
 # get_current_trace_context is the context variable's bound ``get`` (no
 # introspectable signature); called with no argument it is the same.
 _OWN_SIGNATURES = {"InfiniumClient", "AsyncInfiniumClient", "get_current_trace_context"}
@@ -299,7 +299,7 @@ def _release_times(limiter: Any, callers: int) -> List[float]:
 
 
 def test_rate_limiter_releases_waiting_callers_one_interval_apart() -> None:
-    # SPEC §8: the anchor's limiter lets every waiting caller through at the
+    # The anchor's limiter lets every waiting caller through at the
     # same instant. Ours gives each its own slot: burst 1 at 50/s, so the
     # k-th caller released goes no earlier than k intervals (20 ms) after the
     # first could. Only lower bounds: a loaded machine may wake a thread late,

@@ -1,4 +1,4 @@
-"""TraceBuilder, StepContext and the decorators (SPEC §6), asserted on what the local
+"""TraceBuilder, StepContext and the decorators, asserted on what the local
 API received where a trace is sent."""
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ class _Client(Ops):
         burst: int = 20,
         max_retry_after: float = 60.0,
         backoff_base: float = 1.0,
-        # --- background export (issue 6) ---
+        # --- background export ---
         background: bool = False,
         max_queue_size: int = 10_000,
         spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
@@ -223,7 +223,7 @@ class _Client(Ops):
             max_retry_after=max_retry_after,
             backoff_base=backoff_base,
         )
-        # --- background export (issue 6) ---
+        # --- background export ---
         self.background = background
         self.shutdown_timeout = shutdown_timeout
         self._export_args = dict(

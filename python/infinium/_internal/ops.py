@@ -268,7 +268,7 @@ class Ops:
         self._trace_path_cache = (self.agent_id, path)
         return path
 
-    # --- background export (issue 6) ---------------------------------------
+    # --- background export --------------------------------------------------
 
     def _enqueue(self, task_data: TaskData) -> ApiResponse:
         """Validate and serialise here, queue the bytes in Rust, return at once."""
