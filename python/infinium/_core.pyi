@@ -1,7 +1,28 @@
 """Type stubs for the compiled ``infinium._core`` extension (src/)."""
 
 from os import PathLike
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
+
+__all__ = [
+    "__version__",
+    "TASK_FIELDS",
+    "SECTIONS",
+    "TOP_LEVEL_FIELDS",
+    "MAX_NAME_LENGTH",
+    "MAX_DESCRIPTION_LENGTH",
+    "MAX_STRING_LENGTH",
+    "MAX_PAYLOAD_SIZE",
+    "MAX_DURATION",
+    "MAX_DEPTH",
+    "dumps",
+    "dumps_value",
+    "_set_field_reading",
+    "_shutdown",
+    "iso_now",
+    "CoreClient",
+    "LocalServer",
+    "Exporter",
+]
 
 __version__: str
 TASK_FIELDS: Tuple[str, ...]
@@ -20,24 +41,27 @@ def _set_field_reading(mode: Optional[str] = None) -> None: ...
 def _shutdown() -> None: ...
 def iso_now() -> str: ...
 
+# The classes are built by their __new__ (PyO3 #[new]) and cannot be subclassed.
+# A default the extension does not state (``...``) is the Rust side's.
+@final
 class CoreClient:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         base_url: str,
         agent_id: str,
         agent_secret: str,
         *,
-        timeout: Optional[float] = 30.0,
+        timeout: Optional[float] = ...,
         timeout_text: Optional[str] = None,
         max_retries: int = 3,
-        requests_per_second: Optional[float] = 10.0,
+        requests_per_second: Optional[float] = ...,
         burst: int = 20,
-        user_agent: str = "infinium-python/1.0.0",
+        user_agent: str = ...,
         verify_ssl: bool = True,
         max_retry_after: float = 60.0,
         backoff_base: float = 1.0,
         pool_size: int = 32,
-    ) -> None: ...
+    ) -> CoreClient: ...
     def request(
         self,
         method: str,
@@ -63,11 +87,12 @@ class CoreClient:
         self, path: str, tasks: List[Any], max_concurrent: int = 5, fail_fast: bool = False
     ) -> List[Tuple[bool, Optional[int], Any, str]]: ...
 
+@final
 class LocalServer:
     """The local Infinium API (Rust, on the SDK's tokio runtime)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         host: str = "127.0.0.1",
         port: int = 0,
         agents: Optional[Union[Mapping[str, str], Sequence[Mapping[str, str]]]] = None,
@@ -75,7 +100,7 @@ class LocalServer:
         db: Optional[Union[str, PathLike[str]]] = None,
         sink: bool = False,
         faults: Optional[Mapping[str, Any]] = None,
-    ) -> None: ...
+    ) -> LocalServer: ...
     def start(self) -> None: ...
     def stop(self, timeout: float = 5.0) -> None: ...
     @property
@@ -95,10 +120,11 @@ class LocalServer:
     def add_agent(self, agent_id: str, key: str) -> None: ...
     def add_prompt(self, prompt: Mapping[str, Any]) -> None: ...
 
-# --- background export (issue 6) ---
+# --- background export ---
+@final
 class Exporter:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         core: CoreClient,
         path: str,
         agent: str,
@@ -107,7 +133,7 @@ class Exporter:
         concurrency: int = 8,
         spool_dir: Optional[str] = None,
         durable: bool = False,
-    ) -> None: ...
+    ) -> Exporter: ...
     def submit(self, task: Any) -> Tuple[str, Optional[List[str]]]: ...
     def take_warnings(self) -> Optional[List[str]]: ...
     def flush(self, timeout: Optional[float] = None) -> bool: ...
