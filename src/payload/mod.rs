@@ -3,6 +3,7 @@
 //! the clients put on the wire.
 
 pub mod encode;
+pub mod iso;
 pub mod validate;
 pub mod value;
 pub mod wide;
@@ -148,10 +149,13 @@ pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, E
 
     let none = py.None().into_bound(py);
     let get = |i: usize| values[i].as_ref().unwrap_or(&none);
-    validate::required_text(get(NAME), "name", schema::MAX_NAME_LENGTH)?;
-    validate::required_text(get(DESCRIPTION), "description", schema::MAX_DESCRIPTION_LENGTH)?;
-    validate::duration(get(DURATION))?;
-    validate::current_datetime(get(CURRENT_DATETIME))?;
+    validate::head(
+        get(NAME),
+        get(DESCRIPTION),
+        get(DURATION),
+        Some(get(CURRENT_DATETIME)),
+        validate::Duration::AsIs,
+    )?;
 
     // Start with room for a body like the last one: no regrowth copies.
     let hint = LAST_SIZE.load(std::sync::atomic::Ordering::Relaxed);

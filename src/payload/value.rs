@@ -196,7 +196,7 @@ unsafe fn write_str_object(buf: &mut Vec<u8>, o: *mut ffi::PyObject) -> bool {
 }
 
 /// Of a `str` (or subclass): whether it is blank (empty or whitespace only,
-/// as `str::trim` sees it) and its length in code points; `None` when it
+/// as `str.strip()` sees it) and its length in code points; `None` when it
 /// holds a lone surrogate. Reads a compact non-ASCII text's code points in
 /// place rather than have CPython build and cache its UTF-8.
 pub fn text_facts(s: &Bound<'_, PyAny>) -> Option<(bool, usize)> {
@@ -208,10 +208,10 @@ pub fn text_facts(s: &Bound<'_, PyAny>) -> Option<(bool, usize)> {
         if ffi::PyUnicode_IS_COMPACT(o) != 0 {
             let len = ffi::PyUnicode_GET_LENGTH(o) as usize;
             if let Some(text) = compact_utf8(o) {
-                return Some((text.trim().is_empty(), len));
+                return Some((is_blank(text), len));
             }
             let surrogate = |c: u32| (0xd800..0xe000).contains(&c);
-            let space = |c: u32| char::from_u32(c).is_some_and(char::is_whitespace);
+            let space = super::iso::py_isspace;
             let blank = match compact_units(o) {
                 Units::Latin1(u) => u.iter().all(|&c| space(c.into())),
                 Units::Ucs2(u) => {
@@ -233,7 +233,12 @@ pub fn text_facts(s: &Bound<'_, PyAny>) -> Option<(bool, usize)> {
     let text = str_utf8(s).ok()?;
     // Code points: the UTF-8 bytes that do not continue a sequence.
     let chars = text.bytes().filter(|&b| (b as i8) >= -0x40).count();
-    Some((text.trim().is_empty(), chars))
+    Some((is_blank(text), chars))
+}
+
+/// Only what Python's `str.strip()` removes.
+fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| super::iso::py_isspace(c.into()))
 }
 
 /// Borrow the UTF-8 text of a `str` (or subclass) without copying.
