@@ -81,12 +81,7 @@ def validate_string_length(value: str, field_name: str, max_length: int) -> str:
 
 def validate_payload_size(payload: Any) -> None:
     """Raise when ``payload`` (bytes, a trace or a JSON value) serialises over 1 MiB."""
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        size = len(payload)
-    else:
-        size = len(_core.dumps_value(payload))
-    if size > MAX_PAYLOAD_SIZE:
-        raise ValidationError(f"Payload exceeds maximum size of {MAX_PAYLOAD_SIZE} bytes")
+    _core.validate_payload_size(payload)
 
 
 def validate_agent_credentials(agent_id: Optional[str], agent_secret: Optional[str]) -> None:

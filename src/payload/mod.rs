@@ -66,9 +66,21 @@ fn top(py: Python<'_>) -> &'static Top {
 /// Size of the last body written (a capacity hint for the next).
 static LAST_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// The anchor's message for a body over the limit.
+fn too_large() -> Error {
+    Error::validation(
+        format!(
+            "Payload exceeds maximum size of {} bytes",
+            schema::MAX_PAYLOAD_SIZE
+        ),
+        None,
+    )
+}
+
 fn to_error(e: SerError) -> Error {
     match e {
         SerError::Python(e) => Error::Python(e),
+        SerError::TooLarge => too_large(),
         SerError::Invalid { rev_path, message } => {
             let path = SerError::path(&rev_path);
             if path.is_empty() {
@@ -111,7 +123,7 @@ fn read_dict<'py>(d: &Bound<'py, PyDict>, top: &Top) -> Result<Values<'py>, Erro
 /// Read the trace fields of a TaskData (or any object with its attributes).
 fn read_object<'py>(obj: &Bound<'py, PyAny>, top: &Top) -> Result<Values<'py>, Error> {
     let py = obj.py();
-    let info = type_info(obj)?;
+    let info = type_info(obj).map_err(to_error)?;
     let missing = || {
         Error::validation(
             format!("expected a TaskData or a dict, not {}", type_name(obj)),
@@ -165,13 +177,7 @@ pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, E
     write_body(&mut w, top, &values).map_err(to_error)?;
     LAST_SIZE.store(w.buf.len(), std::sync::atomic::Ordering::Relaxed);
     if w.buf.len() > schema::MAX_PAYLOAD_SIZE {
-        return Err(Error::validation(
-            format!(
-                "Payload exceeds maximum size of {} bytes",
-                schema::MAX_PAYLOAD_SIZE
-            ),
-            None,
-        ));
+        return Err(too_large());
     }
     Ok(w.buf)
 }
@@ -322,6 +328,8 @@ fn top_list<'py>(
     w.buf.push(b'[');
     let mut n = 0;
     let mut one = |w: &mut Writer<'py>, i: usize, item: Bound<'py, PyAny>| -> Result<(), SerError> {
+        w.tick()
+            .map_err(|e| e.at(value::Seg::Index(i)).at_key(&key.text))?;
         if !item.is_none()
             && item_object(w, n, None, &item).map_err(|e| e.at(value::Seg::Index(i)).at_key(&key.text))?
         {
@@ -384,6 +392,24 @@ pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
 pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize(task_data))?;
     Ok(PyBytes::new(py, &body))
+}
+
+/// `infinium.utils.validate_payload_size`: bytes are measured as they are,
+/// anything else as its serialised JSON.
+#[pyfunction]
+pub fn validate_payload_size(payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    let size = if payload.is_instance_of::<PyBytes>()
+        || payload.is_instance_of::<PyByteArray>()
+        || payload.is_instance_of::<pyo3::types::PyMemoryView>()
+    {
+        payload.len()?
+    } else {
+        crate::guard(|| serialize_value(payload))?.len()
+    };
+    if size > schema::MAX_PAYLOAD_SIZE {
+        return Err(too_large().into());
+    }
+    Ok(())
 }
 
 /// Serialise a plain value (dict/list/scalars, with the same extended types).

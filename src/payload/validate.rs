@@ -37,15 +37,15 @@ enum Text {
 /// surrogate is an error (it cannot be sent); else it is a str like another
 /// (never blank: a surrogate is not whitespace).
 fn text(value: &Bound<'_, PyAny>, field: &str, strict: bool) -> Result<Text, Error> {
-    if !value.is_instance_of::<PyString>() {
+    let Ok(value) = value.cast::<PyString>() else {
         return Ok(Text::Other);
-    }
+    };
     Ok(match text_facts(value) {
         Some((blank, chars)) => Text::Str { blank, chars },
         None if strict => return Err(invalid(format!("{field} is not valid Unicode"), field)),
         None => Text::Str {
             blank: false,
-            chars: str_len(value)?,
+            chars: str_len(value.as_any())?,
         },
     })
 }
@@ -186,14 +186,14 @@ pub fn iso_datetime(value: &Bound<'_, PyAny>) -> PyResult<bool> {
 }
 
 pub fn iso_datetime_as(value: &Bound<'_, PyAny>, grammar: Grammar) -> PyResult<bool> {
-    if !value.is_instance_of::<PyString>() {
+    let Ok(value) = value.cast::<PyString>() else {
         return Ok(false);
-    }
+    };
     if let Ok(text) = str_utf8(value) {
         return Ok(iso::anchor_accepts_str(text, grammar));
     }
     // Holds a lone surrogate: read its code points one by one.
-    let n = str_len(value)?;
+    let n = str_len(value.as_any())?;
     let mut cps = Vec::with_capacity(n);
     for i in 0..n {
         // SAFETY: `value` is a live str of `n` code points, GIL held; the

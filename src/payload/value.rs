@@ -39,8 +39,13 @@ pub enum Seg {
 /// once reversed).
 #[derive(Debug)]
 pub enum SerError {
-    Invalid { rev_path: Vec<Seg>, message: String },
+    Invalid {
+        rev_path: Vec<Seg>,
+        message: String,
+    },
     Python(PyErr),
+    /// The body is already certainly over the size limit: the walk stopped.
+    TooLarge,
 }
 
 impl SerError {
@@ -105,6 +110,13 @@ extern "C" {
     fn PyObject_GenericGetDict(obj: *mut ffi::PyObject, context: *mut c_void) -> *mut ffi::PyObject;
 }
 
+const CIRCULAR: &str = "circular reference detected";
+const DICT_CHANGED: &str = "dictionary changed size during iteration";
+
+fn too_deep() -> SerError {
+    SerError::invalid(format!("nesting deeper than {MAX_DEPTH} levels"))
+}
+
 const LONE_SURROGATE: &str = "string is not valid Unicode (it contains a lone surrogate)";
 
 /// The UTF-8 text a compact `str` already holds, read from the object
@@ -117,7 +129,8 @@ const LONE_SURROGATE: &str = "string is not valid Unicode (it contains a lone su
 #[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
 #[inline(always)]
 unsafe fn compact_utf8<'a>(o: *mut ffi::PyObject) -> Option<&'a str> {
-    if ffi::PyUnicode_IS_COMPACT(o) == 0 {
+    // Only an exact str is read in place; a subclass goes through the API.
+    if type_of(o) != str_type() || ffi::PyUnicode_IS_COMPACT(o) == 0 {
         return None;
     }
     let (data, size) = if ffi::PyUnicode_IS_ASCII(o) != 0 {
@@ -199,13 +212,13 @@ unsafe fn write_str_object(buf: &mut Vec<u8>, o: *mut ffi::PyObject) -> bool {
 /// as `str.strip()` sees it) and its length in code points; `None` when it
 /// holds a lone surrogate. Reads a compact non-ASCII text's code points in
 /// place rather than have CPython build and cache its UTF-8.
-pub fn text_facts(s: &Bound<'_, PyAny>) -> Option<(bool, usize)> {
+pub fn text_facts(s: &Bound<'_, PyString>) -> Option<(bool, usize)> {
     #[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
-    // SAFETY: `s` is a live str (checked by the caller) and the GIL is held;
-    // the code points are read while `s` is borrowed.
+    // SAFETY: `s` is a live str (its type says so) and the GIL is held; only
+    // an exact str is read in place, while `s` is borrowed.
     unsafe {
         let o = s.as_ptr();
-        if ffi::PyUnicode_IS_COMPACT(o) != 0 {
+        if type_of(o) == str_type() && ffi::PyUnicode_IS_COMPACT(o) != 0 {
             let len = ffi::PyUnicode_GET_LENGTH(o) as usize;
             if let Some(text) = compact_utf8(o) {
                 return Some((is_blank(text), len));
@@ -241,9 +254,10 @@ fn is_blank(text: &str) -> bool {
     text.chars().all(|c| super::iso::py_isspace(c.into()))
 }
 
-/// Borrow the UTF-8 text of a `str` (or subclass) without copying.
-pub fn str_utf8<'a>(s: &'a Bound<'_, PyAny>) -> SerResult<&'a str> {
-    // SAFETY: `s` is a live str instance (checked by the caller), the GIL is
+/// Borrow the UTF-8 text of a `str` (or subclass) without copying. Taking
+/// a `PyString` makes the type check the caller's, at compile time.
+pub fn str_utf8<'a>(s: &'a Bound<'_, PyString>) -> SerResult<&'a str> {
+    // SAFETY: `s` is a live str instance (its type says so), the GIL is
     // held (we have a `Bound`), and the text lives as long as the borrow of `s`.
     unsafe { utf8_of(s.as_ptr()) }.ok_or_else(|| SerError::invalid(LONE_SURROGATE))
 }
@@ -428,7 +442,7 @@ pub struct TypeInfo {
 }
 
 impl TypeInfo {
-    fn new(ty: &Bound<'_, PyType>) -> PyResult<Self> {
+    fn new(ty: &Bound<'_, PyType>) -> SerResult<Self> {
         let py = ty.py();
         let fields = if ty.hasattr(pyo3::intern!(py, "__dataclass_fields__"))? {
             let fields_fn = FIELDS_FN.get_or_try_init(py, || {
@@ -437,12 +451,20 @@ impl TypeInfo {
             let mut out = Vec::new();
             for f in fields_fn.bind(py).call1((ty,))?.try_iter()? {
                 let name = f?.getattr(pyo3::intern!(py, "name"))?;
-                out.push(Field::new(
-                    py,
-                    str_utf8(&name).map_err(|_| {
-                        pyo3::exceptions::PyValueError::new_err("dataclass field name is not valid Unicode")
-                    })?,
-                ));
+                let Ok(name) = name.cast::<PyString>() else {
+                    return Err(SerError::invalid(format!(
+                        "a dataclass field name of {} is a {}, not a str",
+                        type_name_of(ty),
+                        type_name(&name)
+                    )));
+                };
+                let text = str_utf8(name).map_err(|_| {
+                    SerError::invalid(format!(
+                        "a dataclass field name of {} is not valid Unicode",
+                        type_name_of(ty)
+                    ))
+                })?;
+                out.push(Field::new(py, text));
             }
             Some(out.into_boxed_slice())
         } else {
@@ -527,7 +549,7 @@ const MAX_CACHED_TYPES: usize = 256;
 static FIELDS_FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The (cached) `TypeInfo` of `obj`'s type.
-pub fn type_info(obj: &Bound<'_, PyAny>) -> PyResult<Rc<TypeInfo>> {
+pub fn type_info(obj: &Bound<'_, PyAny>) -> SerResult<Rc<TypeInfo>> {
     let key = type_of(obj.as_ptr()) as usize;
     let hit = TYPE_CACHE.with(|c| {
         c.try_borrow()
@@ -781,7 +803,15 @@ pub struct Writer<'py> {
     depth: usize,
     /// Ids of the containers being written, to report cycles.
     stack: Vec<usize>,
+    /// Items walked so far (see `tick`).
+    items: u32,
 }
+
+/// Past this many bytes written a body can only end over the size limit
+/// (what a later omission takes back is a key or a bracket per level).
+const WALK_LIMIT: usize = 2 * crate::schema::MAX_PAYLOAD_SIZE;
+/// Pending signals (Ctrl-C) are let in every this many items.
+const SIGNAL_EVERY: u32 = 1024;
 
 impl<'py> Writer<'py> {
     pub fn new(py: Python<'py>, capacity: usize) -> Self {
@@ -796,21 +826,36 @@ impl<'py> Writer<'py> {
             buf,
             depth: 0,
             stack: Vec::new(),
+            items: 0,
         }
     }
 
     fn enter(&mut self, obj: &Bound<'_, PyAny>) -> SerResult {
         let id = obj.as_ptr() as usize;
         if self.stack.contains(&id) {
-            return Err(SerError::invalid("circular reference detected"));
+            return Err(SerError::invalid(CIRCULAR));
         }
         if self.depth >= MAX_DEPTH {
-            return Err(SerError::invalid(format!(
-                "nesting deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(too_deep());
         }
         self.depth += 1;
         self.stack.push(id);
+        Ok(())
+    }
+
+    /// Once per item of every list, iterator and dict walked: stop a walk
+    /// that can only end over the size limit (an endless iterator, a list
+    /// that grows as it is written), and let a pending signal in now and
+    /// then, so Ctrl-C interrupts a walk that writes nothing.
+    #[inline]
+    pub fn tick(&mut self) -> SerResult {
+        if self.buf.len() > WALK_LIMIT {
+            return Err(SerError::TooLarge);
+        }
+        self.items = self.items.wrapping_add(1);
+        if self.items % SIGNAL_EVERY == 0 {
+            self.py.check_signals()?;
+        }
         Ok(())
     }
 
@@ -920,7 +965,7 @@ impl<'py> Writer<'py> {
                 .get_type::<PyInt>()
                 .call_method1(pyo3::intern!(self.py, "__repr__"), (v,))?;
             let s = text.cast_into::<PyString>().map_err(PyErr::from)?;
-            self.buf.extend_from_slice(str_utf8(s.as_any())?.as_bytes());
+            self.buf.extend_from_slice(str_utf8(&s)?.as_bytes());
         }
         Ok(())
     }
@@ -953,7 +998,15 @@ impl<'py> Writer<'py> {
         self.buf.push(b'{');
         let mut pos = 0;
         let mut count = 0;
+        let size = d.len();
         while let Some((k, v)) = dict_next(d, &mut pos) {
+            // User code run for an earlier value (an `isoformat`, a
+            // `model_dump`) may have changed the dict: refuse, as Python's
+            // own iteration does, rather than walk it without end.
+            if d.len() != size {
+                return Err(SerError::invalid(DICT_CHANGED));
+            }
+            self.tick()?;
             if count > 0 {
                 self.buf.push(b',');
             }
@@ -983,46 +1036,59 @@ impl<'py> Writer<'py> {
                 self.write_value(&v).map_err(|e| e.at(Seg::Key(key.clone())))?;
             }
         }
+        if d.len() != size {
+            return Err(SerError::invalid(DICT_CHANGED));
+        }
         self.buf.push(b'}');
         self.leave();
         Ok(())
     }
 
     /// Dict keys as `json.dumps` converts them (str, int, float, bool, None),
-    /// plus Enum members by value and UUIDs as text.
+    /// plus Enum members by value (followed as values are: a cycle or a
+    /// chain deeper than `MAX_DEPTH` is an error) and UUIDs as text.
     fn dict_key(&self, k: &Bound<'py, PyAny>) -> SerResult<String> {
-        if let Ok(s) = k.cast::<PyString>() {
-            return Ok(str_utf8(s.as_any())?.to_owned());
-        }
-        if k.is_none() {
-            return Ok("null".into());
-        }
-        if let Ok(b) = k.cast::<PyBool>() {
-            return Ok(if b.is_true() { "true" } else { "false" }.into());
-        }
-        if k.is_instance_of::<PyInt>() || k.is_instance_of::<PyFloat>() {
-            let mut w = Writer::new(self.py, 24);
-            w.write_value(k).or_else(|_| {
-                // int/float subclasses: use the plain numeric value.
+        let mut k = k.clone();
+        // The members followed so far (held, so their ids stay theirs).
+        let mut members: Vec<Bound<'py, PyAny>> = Vec::new();
+        loop {
+            if let Ok(s) = k.cast::<PyString>() {
+                return Ok(str_utf8(s)?.to_owned());
+            }
+            if k.is_none() {
+                return Ok("null".into());
+            }
+            if let Ok(b) = k.cast::<PyBool>() {
+                return Ok(if b.is_true() { "true" } else { "false" }.into());
+            }
+            if k.is_instance_of::<PyInt>() || k.is_instance_of::<PyFloat>() {
+                let mut w = Writer::new(self.py, 24);
                 if k.is_instance_of::<PyInt>() {
-                    w.write_int(k)
+                    w.write_int(&k)?;
                 } else {
-                    w.write_float(k)
+                    w.write_float(&k)?;
                 }
-            })?;
-            return Ok(String::from_utf8_lossy(&w.buf).into_owned());
+                return Ok(String::from_utf8_lossy(&w.buf).into_owned());
+            }
+            let types = std_types(self.py)?;
+            if k.is_instance(types.uuid.bind(self.py))? {
+                return Ok(str_utf8(&k.str()?)?.to_owned());
+            }
+            if !k.is_instance(types.enum_.bind(self.py))? {
+                return Err(SerError::invalid(format!(
+                    "dict keys must be str, int, float, bool or None, not {}",
+                    type_name(&k)
+                )));
+            }
+            if members.iter().any(|m| m.is(&k)) {
+                return Err(SerError::invalid(CIRCULAR));
+            }
+            if members.len() >= MAX_DEPTH {
+                return Err(too_deep());
+            }
+            let value = k.getattr(pyo3::intern!(self.py, "value"))?;
+            members.push(std::mem::replace(&mut k, value));
         }
-        let types = std_types(self.py)?;
-        if k.is_instance(types.uuid.bind(self.py))? {
-            return Ok(k.str()?.to_string());
-        }
-        if k.is_instance(types.enum_.bind(self.py))? {
-            return self.dict_key(&k.getattr(pyo3::intern!(self.py, "value"))?);
-        }
-        Err(SerError::invalid(format!(
-            "dict keys must be str, int, float, bool or None, not {}",
-            type_name(k)
-        )))
     }
 
     /// An exact list or tuple, item by item (borrowed items; the length is
@@ -1032,6 +1098,7 @@ impl<'py> Writer<'py> {
         self.buf.push(b'[');
         let mut i = 0;
         while let Some(item) = seq_item(v, i) {
+            self.tick().map_err(|e| e.at(Seg::Index(i)))?;
             if i > 0 {
                 self.buf.push(b',');
             }
@@ -1051,6 +1118,7 @@ impl<'py> Writer<'py> {
         self.enter(v)?;
         self.buf.push(b'[');
         for (i, item) in v.try_iter()?.enumerate() {
+            self.tick().map_err(|e| e.at(Seg::Index(i)))?;
             if i > 0 {
                 self.buf.push(b',');
             }
@@ -1065,8 +1133,8 @@ impl<'py> Writer<'py> {
         let py = self.py;
         // Subclasses of the builtins first (json.dumps accepts them; this also
         // covers str/int Enum mixins such as StrEnum and IntEnum).
-        if v.is_instance_of::<PyString>() {
-            write_str(&mut self.buf, str_utf8(v)?);
+        if let Ok(s) = v.cast::<PyString>() {
+            write_str(&mut self.buf, str_utf8(s)?);
             return Ok(());
         }
         if v.is_instance_of::<PyInt>() {
@@ -1093,12 +1161,19 @@ impl<'py> Writer<'py> {
             || v.is_instance(types.time.bind(py))?
         {
             let iso = v.call_method0(pyo3::intern!(py, "isoformat"))?;
-            write_str(&mut self.buf, str_utf8(&iso)?);
+            let Ok(iso) = iso.cast::<PyString>() else {
+                return Err(SerError::invalid(format!(
+                    "{}.isoformat() returned a {}, not a str",
+                    type_name(v),
+                    type_name(&iso)
+                )));
+            };
+            write_str(&mut self.buf, str_utf8(iso)?);
             return Ok(());
         }
         if v.is_instance(types.uuid.bind(py))? {
             let s = v.str()?;
-            write_str(&mut self.buf, str_utf8(s.as_any())?);
+            write_str(&mut self.buf, str_utf8(&s)?);
             return Ok(());
         }
         if v.is_instance(types.decimal.bind(py))? {
@@ -1106,9 +1181,20 @@ impl<'py> Writer<'py> {
             if !finite {
                 return Err(SerError::invalid("a non-finite Decimal is not allowed in JSON"));
             }
-            // Exact decimal text as a JSON number (no float rounding).
-            let s = v.str()?;
-            self.buf.extend_from_slice(str_utf8(s.as_any())?.as_bytes());
+            // Exact decimal text as a JSON number (no float rounding), from
+            // Decimal's own `__str__` (a subclass's could say anything).
+            let s = types
+                .decimal
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "__str__"), (v,))?;
+            let s = s.cast_into::<PyString>().map_err(PyErr::from)?;
+            let text = str_utf8(&s)?;
+            if !super::encode::is_json_number(text) {
+                return Err(SerError::invalid(format!(
+                    "Decimal text {text:?} is not a JSON number"
+                )));
+            }
+            self.buf.extend_from_slice(text.as_bytes());
             return Ok(());
         }
         if v.is_instance(types.enum_.bind(py))? {
@@ -1120,7 +1206,11 @@ impl<'py> Writer<'py> {
         }
         if v.is_instance(types.set.bind(py))? || v.is_instance(types.frozenset.bind(py))? {
             // Sorted when the items are orderable, so the output is stable.
-            let list = PyList::new(py, v.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
+            let list = PyList::empty(py);
+            for item in v.try_iter()? {
+                self.tick()?;
+                list.append(item?)?;
+            }
             let _ = list.sort();
             return self.write_seq_plain(list.as_any());
         }
@@ -1280,6 +1370,7 @@ impl<'py> Writer<'py> {
         while let Some(item) = seq_item(list, i) {
             let index = i;
             i += 1;
+            self.tick().map_err(|e| e.at(Seg::Index(index)))?;
             if item == none() {
                 continue;
             }
@@ -1340,8 +1431,11 @@ pub fn seq_item(seq: &Bound<'_, PyAny>, i: usize) -> Option<*mut ffi::PyObject> 
 }
 
 pub fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type()
-        .name()
+    type_name_of(&v.get_type())
+}
+
+pub fn type_name_of(ty: &Bound<'_, PyType>) -> String {
+    ty.name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".into())
 }
