@@ -2,19 +2,26 @@
 //! key order and omission rules of SPEC §1. `dumps` returns exactly the bytes
 //! the clients put on the wire.
 
+mod attrs;
+mod dataclass;
 pub mod encode;
+mod error;
+mod ffi;
 pub mod iso;
+mod types;
 pub mod validate;
-pub mod value;
-pub mod wide;
+mod wide;
+mod writer;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::error::Error;
 
+use error::{Seg, SerError};
 use pyo3::sync::PyOnceLock;
-use value::{dataclass_info, type_info, type_name, Field, SerError, Writer};
+use types::{dataclass_info, type_info, type_name, Field};
+use writer::Writer;
 
 use crate::schema::{self, field_index, SECTIONS, TASK_FIELDS};
 
@@ -104,7 +111,7 @@ fn read_dict<'py>(d: &Bound<'py, PyDict>, top: &Top) -> Result<Values<'py>, Erro
     let mut out: Values<'py> = Vec::with_capacity(N_TOP);
     out.resize_with(N_TOP, || None);
     for (key, v) in d.iter() {
-        match top.dict_keys.iter().position(|f| value::key_matches(&key, f)) {
+        match top.dict_keys.iter().position(|f| ffi::key_matches(&key, f)) {
             Some(j) => out[j] = if v.is_none() { None } else { Some(v) },
             None => {
                 return Err(Error::validation(
@@ -137,7 +144,7 @@ fn read_object<'py>(obj: &Bound<'py, PyAny>, top: &Top) -> Result<Values<'py>, E
         return Err(missing());
     }
     let class_attr = info.top_class_attr(py, &top.fields)?;
-    let values = value::read_names(obj, &info, &top.fields, class_attr)?;
+    let values = attrs::read_names(obj, &info, &top.fields, class_attr)?;
     if values[NAME].is_none() || values[DURATION].is_none() {
         return Err(missing());
     }
@@ -328,10 +335,9 @@ fn top_list<'py>(
     w.buf.push(b'[');
     let mut n = 0;
     let mut one = |w: &mut Writer<'py>, i: usize, item: Bound<'py, PyAny>| -> Result<(), SerError> {
-        w.tick()
-            .map_err(|e| e.at(value::Seg::Index(i)).at_key(&key.text))?;
+        w.tick().map_err(|e| e.at(Seg::Index(i)).at_key(&key.text))?;
         if !item.is_none()
-            && item_object(w, n, None, &item).map_err(|e| e.at(value::Seg::Index(i)).at_key(&key.text))?
+            && item_object(w, n, None, &item).map_err(|e| e.at(Seg::Index(i)).at_key(&key.text))?
         {
             n += 1;
         }
@@ -340,7 +346,7 @@ fn top_list<'py>(
     match items {
         None => {
             let mut i = 0;
-            while let Some(item) = value::seq_item(v, i) {
+            while let Some(item) = ffi::seq_item(v, i) {
                 // SAFETY: `item` is a live object borrowed from `v` (held), with
                 // the GIL held; `from_borrowed_ptr` takes a strong reference.
                 one(w, i, unsafe { Bound::from_borrowed_ptr(w.py, item) })?;
@@ -369,16 +375,17 @@ pub fn serialize_value(v: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
     Ok(w.buf)
 }
 
-/// `infinium.dumps(task_data) -> bytes`: exactly the body that would be sent.
-/// Testing aid: read dataclass fields through `__dict__` ("dict"), with
-/// getattr ("getattr"), or as the running Python makes cheapest (None).
+/// Testing aid, in debug builds only (the test-suite's; not in a release
+/// wheel): read dataclass fields through `__dict__` ("dict"), with getattr
+/// ("getattr"), or as the running Python makes cheapest (None).
+#[cfg(debug_assertions)]
 #[pyfunction]
 #[pyo3(signature = (mode=None))]
 pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
-    value::set_read_mode(match mode {
-        None => value::READ_BY_VERSION,
-        Some("dict") => value::READ_DICT,
-        Some("getattr") => value::READ_GETATTR,
+    attrs::set_read_mode(match mode {
+        None => attrs::READ_BY_VERSION,
+        Some("dict") => attrs::READ_DICT,
+        Some("getattr") => attrs::READ_GETATTR,
         Some(other) => {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "mode must be 'dict', 'getattr' or None, not {other:?}"
@@ -388,6 +395,7 @@ pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
     Ok(())
 }
 
+/// `infinium.dumps(task_data) -> bytes`: exactly the body that would be sent.
 #[pyfunction]
 pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize(task_data))?;

@@ -9,8 +9,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
+use super::ffi::{str_utf8, text_facts};
 use super::iso::{self, Grammar};
-use super::value::{str_utf8, text_facts};
 use crate::error::Error;
 use crate::schema::{MAX_DESCRIPTION_LENGTH, MAX_DURATION, MAX_NAME_LENGTH};
 
