@@ -45,7 +45,12 @@ extern "C" {
 /// returns first in these cases, without the call.
 ///
 /// # Safety
-/// As [`utf8_of`].
+/// As [`utf8_of`]: `o` is a live object whose type is `str` or a subclass
+/// (audited: every caller either holds a `Bound<PyString>`, whose cast
+/// checked the type, or compared `type_of(o)` with `str_type()`; a value
+/// user code returned, such as an `isoformat()` result or a field name, is
+/// cast first). The struct fields are read only for an exact str, whose
+/// layout CPython owns.
 #[cfg(not(any(Py_LIMITED_API, Py_3_14, PyPy, GraalPy)))]
 #[inline(always)]
 pub(crate) unsafe fn compact_utf8<'a>(o: *mut ffi::PyObject) -> Option<&'a str> {
@@ -407,5 +412,80 @@ pub(crate) fn seq_item(seq: &Bound<'_, PyAny>, i: usize) -> Option<*mut ffi::PyO
         } else {
             (i < ffi::PyTuple_Size(p)).then(|| ffi::PyTuple_GetItem(p, i))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::{PyList, PyTuple};
+
+    fn py_str<'py>(py: Python<'py>, code: &str) -> Bound<'py, PyString> {
+        let code = std::ffi::CString::new(code).unwrap();
+        py.eval(&code, None, None)
+            .unwrap()
+            .cast_into::<PyString>()
+            .unwrap()
+    }
+
+    #[test]
+    fn text_of_every_str_form() {
+        Python::initialize();
+        Python::attach(|py| {
+            for (code, text) in [
+                ("'plain'", "plain"),
+                ("'caf\\xe9'", "café"),
+                ("'\\u2014 dash'", "— dash"),
+                ("'\\U0001f600'", "😀"),
+                ("type('S', (str,), {})('sub \\xe9')", "sub é"),
+            ] {
+                let s = py_str(py, code);
+                assert_eq!(str_utf8(&s).unwrap(), text, "{code}");
+                let mut buf = Vec::new();
+                // SAFETY: a live str, GIL held.
+                assert!(unsafe { write_str_object(&mut buf, s.as_ptr()) });
+                let mut want = Vec::new();
+                write_str(&mut want, text);
+                assert_eq!(buf, want, "{code}");
+                let (blank, chars) = text_facts(&s).unwrap();
+                assert!(!blank);
+                assert_eq!(chars, text.chars().count());
+            }
+            let lone = py_str(py, "'a\\ud800'");
+            assert!(str_utf8(&lone).is_err());
+            assert!(text_facts(&lone).is_none());
+            assert!(!PyErr::occurred(py));
+            for blank in ["''", "' \\x1c\\u3000'", "type('S', (str,), {})('\\x1f')"] {
+                assert_eq!(text_facts(&py_str(py, blank)).map(|f| f.0), Some(true), "{blank}");
+            }
+        });
+    }
+
+    #[test]
+    fn borrowed_walks() {
+        Python::initialize();
+        Python::attach(|py| {
+            let list = PyList::new(py, [1, 2]).unwrap();
+            assert!(seq_item(list.as_any(), 1).is_some());
+            assert!(seq_item(list.as_any(), 2).is_none());
+            let tuple = PyTuple::new(py, ["a"]).unwrap();
+            let item = seq_item(tuple.as_any(), 0).unwrap();
+            assert_eq!(type_of(item), str_type());
+            let d = PyDict::new(py);
+            d.set_item("k", 1).unwrap();
+            d.set_item(2, "v").unwrap();
+            let mut pos = 0;
+            let mut n = 0;
+            while dict_next(&d, &mut pos).is_some() {
+                n += 1;
+            }
+            assert_eq!(n, 2);
+            let name = Field::new(py, "k");
+            assert!(dict_lookup(&d, &name.name).unwrap().is_some());
+            assert!(key_matches(&py_str(py, "'k'").into_any(), &name));
+            assert!(!key_matches(&py_str(py, "'x'").into_any(), &name));
+            let two = 2i64.into_pyobject(py).unwrap().into_any();
+            assert!(!key_matches(&two, &name));
+        });
     }
 }

@@ -45,16 +45,15 @@ fn text(value: &Bound<'_, PyAny>, field: &str, strict: bool) -> Result<Text, Err
         None if strict => return Err(invalid(format!("{field} is not valid Unicode"), field)),
         None => Text::Str {
             blank: false,
-            chars: str_len(value.as_any())?,
+            chars: str_len(value)?,
         },
     })
 }
 
 /// `len()` of a str, as CPython stores it (no user `__len__` runs).
-fn str_len(value: &Bound<'_, PyAny>) -> PyResult<usize> {
-    // SAFETY: `value` is a live str (checked by the callers) and the GIL is
-    // held; `PyUnicode_GetLength` reads the stored length (-1 and an
-    // exception only for a non-str).
+fn str_len(value: &Bound<'_, PyString>) -> PyResult<usize> {
+    // SAFETY: `value` is a live str (its type says so: the caller cast it)
+    // and the GIL is held; `PyUnicode_GetLength` reads the stored length.
     let n = unsafe { pyo3::ffi::PyUnicode_GetLength(value.as_ptr()) };
     usize::try_from(n).map_err(|_| PyErr::fetch(value.py()))
 }
@@ -193,11 +192,11 @@ pub fn iso_datetime_as(value: &Bound<'_, PyAny>, grammar: Grammar) -> PyResult<b
         return Ok(iso::anchor_accepts_str(text, grammar));
     }
     // Holds a lone surrogate: read its code points one by one.
-    let n = str_len(value.as_any())?;
+    let n = str_len(value)?;
     let mut cps = Vec::with_capacity(n);
     for i in 0..n {
-        // SAFETY: `value` is a live str of `n` code points, GIL held; the
-        // index is in range, so this cannot fail.
+        // SAFETY: `value` is a live str (cast above) of `n` code points,
+        // GIL held; the index is in range, so this cannot fail.
         let c = unsafe { pyo3::ffi::PyUnicode_ReadChar(value.as_ptr(), i as pyo3::ffi::Py_ssize_t) };
         cps.push(c);
     }
@@ -259,7 +258,10 @@ pub fn validate_string_length<'py>(
     max_length: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     // `len(value) > max_length`, compared by Python (any number type).
-    if value.is_instance_of::<PyString>() && str_len(value)?.into_pyobject(value.py())?.gt(max_length)? {
+    let Ok(text) = value.cast::<PyString>() else {
+        return Ok(value.clone());
+    };
+    if str_len(text)?.into_pyobject(value.py())?.gt(max_length)? {
         let (field, max) = (field_text(field_name)?, max_length.str()?);
         return Err(too_long(&field, max).into());
     }
