@@ -752,6 +752,7 @@ class AdapterBase:
         self.max_spans_per_trace = max_spans_per_trace
         self._open: OpenRuns[Any, RunTree] = OpenRuns(max_open_traces, what, self._forget)
         self._logged_callback_error = False
+        self._version: Optional[Tuple[Optional[str]]] = None
 
     def stats(self) -> Dict[str, int]:
         """Counters of this adapter (see the class docstring)."""
@@ -791,12 +792,14 @@ class AdapterBase:
     ) -> RunTree:
         """A run tree, registered among the open runs unless ``register`` is False
         (a run that ends as it starts). Called under the lock."""
+        if self._version is None:
+            self._version = (self._framework_version(),)
         tree = RunTree(
             name,
             description,
             start_ns=start_ns,
             framework=self.framework,
-            framework_version=self._framework_version(),
+            framework_version=self._version[0],
             max_nodes=self.max_spans_per_trace,
         )
         if register:
@@ -804,6 +807,7 @@ class AdapterBase:
         return tree
 
     def _framework_version(self) -> Optional[str]:
+        """The framework's version (read once, on the first run)."""
         return None
 
     def _forget(self, tree: RunTree) -> None:
