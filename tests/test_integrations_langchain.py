@@ -239,3 +239,27 @@ def test_handler_failures_never_reach_the_chain(api: Any, fake: Any) -> None:
     assert handler.stats()["callback_errors"] == 1
     with pytest.raises(TypeError, match="send_task_data"):
         InfiniumCallbackHandler(object())
+
+
+def test_an_interrupt_is_not_an_error(api: Any, fake: Any) -> None:
+    """A tool that asks a human (LangGraph ``interrupt()``) pauses the run: its
+    step and the trace carry no error; the resumed run is a trace of its own."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command, interrupt
+
+    @tool
+    def approve(query: str) -> str:
+        """Ask a human to approve."""
+        return str(interrupt("approve?"))
+
+    agent = create_agent(chat(fake), [approve], checkpointer=InMemorySaver())
+    handler = InfiniumCallbackHandler(api.client())
+    config: Any = {"callbacks": [handler], "configurable": {"thread_id": "t1"}}
+    agent.invoke(ask("hello there"), config=config)
+    result = agent.invoke(Command(resume="approved"), config=config)
+    assert result["messages"][-1].content == "Echo from gpt-4o-mini: approved"
+    paused, resumed = received(api, handler)
+    assert [s["action"] for s in paused["steps"]] == ["llm_inference", "tool_use"]
+    assert all("error" not in s for s in paused["steps"] + resumed["steps"])
+    assert paused.get("errors") is None and resumed.get("errors") is None
+    assert handler.stats()["open_traces"] == 0
