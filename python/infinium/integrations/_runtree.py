@@ -98,6 +98,9 @@ TOOL_OUTPUT_MAX = _TOOL_OUTPUT_SUMMARY_MAX
 #: The trace's input / output summaries (the decorators' caps).
 SUMMARY_MAX = 3000
 
+#: Defaults of every adapter: runs open at once, spans recorded per run.
+MAX_OPEN_TRACES = 1000
+MAX_SPANS_PER_TRACE = 1000
 #: Characters of previews one trace may carry in all (a 1 MiB payload holds them
 #: even at 4 bytes a character); previews past it are left out, counted.
 PREVIEW_BUDGET = 200_000
@@ -137,7 +140,7 @@ _WRAPPER_KEYS = (
 )
 
 
-def _field(value: Any, key: str) -> Any:
+def field_of(value: Any, key: str) -> Any:
     """``value[key]`` of a dict, else the attribute (None when absent or failing)."""
     if isinstance(value, dict):
         return value.get(key)
@@ -150,13 +153,13 @@ def _field(value: Any, key: str) -> Any:
 def _call_text(call: Any) -> Optional[str]:
     """``name(arguments)`` of a tool call (OpenAI ``function`` form, Responses
     ``function_call`` items, LangChain ``{"name", "args"}``)."""
-    function = _field(call, "function") or call
-    name = _field(function, "name")
+    function = field_of(call, "function") or call
+    name = field_of(function, "name")
     if not isinstance(name, str):
         return None
-    args = _field(function, "arguments")
+    args = field_of(function, "arguments")
     if args is None:
-        args = _field(call, "args")
+        args = field_of(call, "args")
     if args is None:
         return None
     shown = args[:_CALL_ARGS_MAX] if isinstance(args, str) else _capped_repr(args, _CALL_ARGS_MAX)
@@ -184,10 +187,10 @@ def message_text(value: Any, depth: int = 0) -> Optional[str]:
                 return found
         return None
     for key in ("content", "parts", "text"):  # a message or a content part
-        found = _content_text(_field(value, key), depth)
+        found = _content_text(field_of(value, key), depth)
         if found:
             return found
-    calls = _field(value, "tool_calls")
+    calls = field_of(value, "tool_calls")
     if isinstance(calls, (list, tuple)) and calls:
         texts = [t for t in (_call_text(c) for c in calls[:8]) if t]
         if texts:
@@ -361,7 +364,7 @@ class RunTree:
         start_ns: Optional[int] = None,
         framework: Optional[str] = None,
         framework_version: Optional[str] = None,
-        max_nodes: int = 1000,
+        max_nodes: int = MAX_SPANS_PER_TRACE,
     ) -> None:
         self.name = name
         self.description = description
@@ -826,6 +829,32 @@ class AdapterBase:
             logger.warning("Infinium: could not build the trace of %r", tree.name, exc_info=True)
             return
         self._sender.send(task_data)
+
+
+class Facade:
+    """The public face of an adapter whose state is an :class:`AdapterBase` in
+    ``_core`` (the adapter itself subclasses the framework's base class)."""
+
+    _core: AdapterBase
+
+    @property
+    def client(self) -> Any:
+        """The Infinium client the traces are sent through."""
+        return self._core.client
+
+    @property
+    def capture_content(self) -> bool:
+        return self._core.capture_content
+
+    def stats(self) -> Dict[str, int]:
+        """Counters: ``traces_sent``, ``send_errors``, ``build_errors``,
+        ``callback_errors``, ``traces_evicted``, ``spans_dropped``,
+        ``open_traces``, ``pending_sends``."""
+        return self._core.stats()
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the sends handed to the send thread (True when none is left)."""
+        return self._core.flush(timeout)
 
 
 def error_from(

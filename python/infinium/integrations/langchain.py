@@ -27,10 +27,13 @@ from langchain_core.callbacks import BaseCallbackHandler
 from ._runtree import (
     INPUT_MAX,
     LLM,
+    MAX_OPEN_TRACES,
+    MAX_SPANS_PER_TRACE,
     OUTPUT_MAX,
     SUMMARY_MAX,
     TOOL,
     AdapterBase,
+    Facade,
     Node,
     RunTree,
     args_preview,
@@ -67,7 +70,7 @@ def _get(mapping: Any, key: str) -> Any:
     return mapping.get(key) if isinstance(mapping, dict) else None
 
 
-class InfiniumCallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
+class InfiniumCallbackHandler(Facade, BaseCallbackHandler):  # type: ignore[misc]
     """A LangChain callback handler that sends one Infinium trace per root run.
 
     ``client`` is an ``InfiniumClient`` or ``AsyncInfiniumClient``; the trace is sent
@@ -79,6 +82,8 @@ class InfiniumCallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
     chain: it is logged and counted (:meth:`stats`).
     """
 
+    _core: _Core
+
     run_inline = True
     raise_error = False
 
@@ -88,8 +93,8 @@ class InfiniumCallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
         *,
         capture_content: bool = False,
         trace_name: Optional[str] = None,
-        max_open_traces: int = 1000,
-        max_spans_per_trace: int = 1000,
+        max_open_traces: int = MAX_OPEN_TRACES,
+        max_spans_per_trace: int = MAX_SPANS_PER_TRACE,
     ) -> None:
         super().__init__()
         if trace_name is not None and not isinstance(trace_name, str):
@@ -102,24 +107,6 @@ class InfiniumCallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
             what="LangChain runs",
         )
         self.trace_name = trace_name
-
-    @property
-    def client(self) -> Any:
-        return self._core.client
-
-    @property
-    def capture_content(self) -> bool:
-        return self._core.capture_content
-
-    def stats(self) -> Dict[str, int]:
-        """Counters: ``traces_sent``, ``send_errors``, ``build_errors``,
-        ``callback_errors``, ``traces_evicted``, ``spans_dropped``,
-        ``open_traces``, ``pending_sends``."""
-        return self._core.stats()
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the sends handed to the send thread (True when none is left)."""
-        return self._core.flush(timeout)
 
     # -- starts --------------------------------------------------------------
 

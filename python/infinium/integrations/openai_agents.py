@@ -20,21 +20,25 @@ aggregates (their usage is their children's). Importing this module imports
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from agents.tracing import TracingProcessor
 
 from ._runtree import (
     INPUT_MAX,
     LLM,
+    MAX_OPEN_TRACES,
+    MAX_SPANS_PER_TRACE,
     OUTPUT_MAX,
     TOOL,
     AdapterBase,
+    Facade,
     Node,
     RunTree,
     args_preview,
     as_int,
     error_from,
+    field_of,
     number,
     preview,
     text,
@@ -56,28 +60,19 @@ _ACTIONS = {
 _ERROR_TYPES = {LLM: "ModelError", TOOL: "ToolError", "guardrail": "GuardrailError"}
 
 
-def _get(value: Any, key: str) -> Any:
-    if isinstance(value, dict):
-        return value.get(key)
-    try:
-        return getattr(value, key, None)
-    except Exception:
-        return None
-
-
 def _span_error(error: Any, action: Optional[str]) -> Optional[Any]:
     """An ``ErrorDetail`` from a span's ``{"message", "data"}`` error record."""
     if not isinstance(error, dict):
         return None
     message = text(error.get("message")) or "error"
-    detail = text(_get(error.get("data"), "error"))
+    detail = text(field_of(error.get("data"), "error"))
     return error_from(
         _ERROR_TYPES.get(action or "", "AgentError"),
         f"{message}: {detail}" if detail else message,
     )
 
 
-class InfiniumTracingProcessor(TracingProcessor):  # type: ignore[misc]
+class InfiniumTracingProcessor(Facade, TracingProcessor):  # type: ignore[misc]
     """An Agents SDK ``TracingProcessor`` that sends one Infinium trace per Agents trace.
 
     ``client`` is an ``InfiniumClient`` or ``AsyncInfiniumClient``; the trace is
@@ -90,13 +85,15 @@ class InfiniumTracingProcessor(TracingProcessor):  # type: ignore[misc]
     run: it is logged and counted (:meth:`stats`).
     """
 
+    _core: _Core
+
     def __init__(
         self,
         client: Any,
         *,
         capture_content: bool = False,
-        max_open_traces: int = 1000,
-        max_spans_per_trace: int = 1000,
+        max_open_traces: int = MAX_OPEN_TRACES,
+        max_spans_per_trace: int = MAX_SPANS_PER_TRACE,
     ) -> None:
         self._core = _Core(
             client,
@@ -105,24 +102,6 @@ class InfiniumTracingProcessor(TracingProcessor):  # type: ignore[misc]
             max_spans_per_trace=max_spans_per_trace,
             what="Agents SDK traces",
         )
-
-    @property
-    def client(self) -> Any:
-        return self._core.client
-
-    @property
-    def capture_content(self) -> bool:
-        return self._core.capture_content
-
-    def stats(self) -> Dict[str, int]:
-        """Counters: ``traces_sent``, ``send_errors``, ``build_errors``,
-        ``callback_errors``, ``traces_evicted``, ``spans_dropped``,
-        ``open_traces``, ``pending_sends``."""
-        return self._core.stats()
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the sends handed to the send thread (True when none is left)."""
-        return self._core.flush(timeout)
 
     # -- TracingProcessor ----------------------------------------------------
 
@@ -178,7 +157,7 @@ class _Core(AdapterBase):
         data = span.span_data
         kind = data.type
         action = _ACTIONS.get(kind)
-        name = text(_get(data, "name")) or kind
+        name = text(field_of(data, "name")) or kind
         with self._lock:
             tree = self._open.get(span.trace_id)
             if tree is None:  # a trace started before this processor was added
@@ -201,8 +180,8 @@ class _Core(AdapterBase):
             self._generation(node, data)
         elif node.action == TOOL:
             if self.capture_content:
-                node.input = args_preview(_get(data, "input"), INPUT_MAX)
-                node.output = preview(_get(data, "output"), OUTPUT_MAX)
+                node.input = args_preview(field_of(data, "input"), INPUT_MAX)
+                node.output = preview(field_of(data, "output"), OUTPUT_MAX)
         elif kind == "handoff":
             source, target = text(data.from_agent), text(data.to_agent)
             node.name = f"{source or '?'} -> {target or '?'}"
@@ -213,33 +192,35 @@ class _Core(AdapterBase):
 
     def _response(self, node: Node, data: Any) -> None:
         response = data.response
-        usage = _get(response, "usage") or data.usage
-        node.model = text(_get(response, "model"))
+        usage = field_of(response, "usage") or data.usage
+        node.model = text(field_of(response, "model"))
         node.provider = "openai"
-        node.prompt_tokens = as_int(_get(usage, "input_tokens"))
-        node.completion_tokens = as_int(_get(usage, "output_tokens"))
-        node.temperature = number(_get(response, "temperature"))
+        node.prompt_tokens = as_int(field_of(usage, "input_tokens"))
+        node.completion_tokens = as_int(field_of(usage, "output_tokens"))
+        node.temperature = number(field_of(response, "temperature"))
         node.name = f"openai/{node.model or 'unknown'}"
         if self.capture_content:
             node.input = preview(data.input, INPUT_MAX)
-            node.output = preview(_get(response, "output"), OUTPUT_MAX)
+            node.output = preview(field_of(response, "output"), OUTPUT_MAX)
 
     def _generation(self, node: Node, data: Any) -> None:
-        usage = _get(data, "usage")
-        config = _get(data, "model_config")
-        node.model = text(_get(data, "model"))
+        usage = field_of(data, "usage")
+        config = field_of(data, "model_config")
+        node.model = text(field_of(data, "model"))
         # The Chat Completions model speaks OpenAI's API; LiteLLM names "provider/model".
         model = node.model or ""
         node.provider = model.split("/", 1)[0] if "/" in model else "openai"
-        node.prompt_tokens = as_int(_get(usage, "input_tokens") or _get(usage, "prompt_tokens"))
-        node.completion_tokens = as_int(
-            _get(usage, "output_tokens") or _get(usage, "completion_tokens")
+        node.prompt_tokens = as_int(
+            field_of(usage, "input_tokens") or field_of(usage, "prompt_tokens")
         )
-        node.temperature = number(_get(config, "temperature"))
+        node.completion_tokens = as_int(
+            field_of(usage, "output_tokens") or field_of(usage, "completion_tokens")
+        )
+        node.temperature = number(field_of(config, "temperature"))
         node.name = f"{node.provider or 'unknown'}/{node.model or 'unknown'}"
         if self.capture_content:
-            node.input = preview(_get(data, "input"), INPUT_MAX)
-            node.output = preview(_get(data, "output"), OUTPUT_MAX)
+            node.input = preview(field_of(data, "input"), INPUT_MAX)
+            node.output = preview(field_of(data, "output"), OUTPUT_MAX)
 
     def trace_end(self, trace: Any) -> None:
         with self._lock:

@@ -32,6 +32,8 @@ from ..types import ErrorDetail
 from ._runtree import (
     INPUT_MAX,
     LLM,
+    MAX_OPEN_TRACES,
+    MAX_SPANS_PER_TRACE,
     OUTPUT_MAX,
     SUMMARY_MAX,
     TOOL,
@@ -293,8 +295,8 @@ class InfiniumSpanProcessor(AdapterBase):
         client: Any,
         *,
         capture_content: bool = False,
-        max_open_traces: int = 1000,
-        max_spans_per_trace: int = 1000,
+        max_open_traces: int = MAX_OPEN_TRACES,
+        max_spans_per_trace: int = MAX_SPANS_PER_TRACE,
     ) -> None:
         super().__init__(
             client,
