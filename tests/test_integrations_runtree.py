@@ -242,8 +242,7 @@ def test_blocking_client_inside_an_event_loop_sends_from_the_send_thread(api: An
 
     asyncio.run(main())
     assert adapter.flush(10)
-    # Not the loop's thread (an executor thread of the send thread's loop).
-    assert len(client.threads) == 1 and client.threads[0] != threading.current_thread().name
+    assert client.threads == ["infinium-integrations-send"]
     assert [t["name"] for t in api.traces()] == ["in-a-loop"]
 
 
@@ -340,3 +339,43 @@ def test_arguments_are_checked() -> None:
             max_spans_per_trace=0,
             what="x",
         )
+
+
+def test_sends_in_flight_at_exit_are_finished() -> None:
+    """A process that ends right after a run (a CLI hook, a serverless call) still
+    delivers the trace the send thread is sending (the API answers slowly here)."""
+    import subprocess
+
+    from infinium.testing import LocalServer
+
+    code = """
+import asyncio, sys, time
+from infinium import InfiniumClient
+from infinium.integrations._runtree import LLM, AdapterBase
+
+class Adapter(AdapterBase):
+    def run(self):
+        with self._lock:
+            tree = self._new_tree("k", "exiting", "one call")
+        tree.add("m", None, LLM, "model").end_ns = time.time_ns()
+        with self._lock:
+            self._open.pop("k")
+        self._finish(tree)
+
+client = InfiniumClient(agent_id=sys.argv[1], agent_secret=sys.argv[2], base_url=sys.argv[3])
+adapter = Adapter(client, capture_content=False, max_open_traces=1,
+                  max_spans_per_trace=1, what="runs")
+
+async def main():
+    adapter.run()  # from inside a loop: handed to the send thread
+
+asyncio.run(main())
+assert adapter.stats()["pending_sends"] == 1
+"""
+    with LocalServer(faults={"latency_ms": 500}) as srv:
+        subprocess.run(
+            [sys.executable, "-c", code, srv.agent_id, srv.agent_secret, srv.base_url],
+            check=True,
+            timeout=60,
+        )
+        assert [t["name"] for t in srv.traces()] == ["exiting"]

@@ -28,6 +28,7 @@ Nothing here imports a framework.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import os
@@ -104,6 +105,8 @@ MAX_SPANS_PER_TRACE = 1000
 #: Characters of previews one trace may carry in all (a 1 MiB payload holds them
 #: even at 4 bytes a character); previews past it are left out, counted.
 PREVIEW_BUDGET = 200_000
+#: Seconds the sends still in flight at exit get to finish.
+EXIT_TIMEOUT = 5.0
 #: The API refuses a duration over a day; a longer run is reported as one day.
 MAX_DURATION_S = 86_400.0
 
@@ -294,11 +297,6 @@ class Node:
         #: What recorded it (an OTel instrumentation scope's name and version).
         self.source: Optional[Tuple[Optional[str], Optional[str]]] = None
 
-    def duration_ms(self) -> Optional[int]:
-        if self.end_ns is None:
-            return None
-        return max(0, (self.end_ns - self.start_ns) // 1_000_000)
-
     def absorb(self, inner: Node) -> None:
         """Complete this model call with what a nested record of it knew."""
         for field in (
@@ -439,18 +437,18 @@ class RunTree:
         first_input: Optional[str] = None
         last_output: Optional[str] = None
         for node in self.steps():
-            number_ = len(steps) + 1
-            duration = node.duration_ms()
+            end_ns = node.end_ns
+            duration = None if end_ns is None else max(0, (end_ns - node.start_ns) // 1_000_000)
             inp, out = node.input, node.output
-            size = (len(inp) if inp else 0) + (len(out) if out else 0)
-            if size > budget:
-                inp = out = None
-            budget -= size
-            step = ExecutionStep(number_, node.action or "", node.name, duration, inp, out)
-            step.error = node.error
-            step.metadata = node.metadata
-            if node.action == LLM:
-                call = LlmCall(
+            if inp is not None or out is not None:
+                size = (len(inp) if inp else 0) + (len(out) if out else 0)
+                if size > budget:
+                    inp = out = None
+                budget -= size
+            action = node.action or ""
+            llm_call = tool_call = None
+            if action == LLM:
+                llm_call = LlmCall(
                     node.model or "unknown",
                     node.provider,
                     node.prompt_tokens,
@@ -458,16 +456,28 @@ class RunTree:
                     duration,
                     node.temperature,
                 )
-                step.llm_call = call
-                calls.append(call)
+                calls.append(llm_call)
                 if first_input is None:
                     first_input = inp
                 if out:
                     last_output = out
-            elif node.action == TOOL:
+            elif action == TOOL:
                 tool_input = _truncate(inp, TOOL_INPUT_MAX) if inp else None
-                step.tool_call = ToolCall(node.name, duration, tool_input, out, node.error)
-            steps.append(step)
+                tool_call = ToolCall(node.name, duration, tool_input, out, node.error)
+            steps.append(
+                ExecutionStep(
+                    len(steps) + 1,
+                    action,
+                    node.name,
+                    duration,
+                    inp,
+                    out,
+                    node.error,
+                    tool_call,
+                    llm_call,
+                    node.metadata,
+                )
+            )
         duration_s = min(max(0.0, (end - self.start_ns) / 1e9), MAX_DURATION_S)
         return TaskData(
             name=_truncate(self.name or "framework run", MAX_NAME_LENGTH),
@@ -569,12 +579,15 @@ class OpenRuns(Generic[K, V]):
 class _LoopThread:
     """One daemon thread running an event loop, for sends that must not block
     (or cannot run on) the caller's thread. Started on first use; a forked child
-    starts its own."""
+    starts its own. At exit, sends still in flight get up to
+    ``EXIT_TIMEOUT`` seconds to finish."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._pid = 0
+        self._atexit = False
+        self.pending: set[concurrent.futures.Future[Any]] = set()
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -585,7 +598,18 @@ class _LoopThread:
                 )
                 thread.start()
                 self._loop, self._pid = loop, os.getpid()
+                self.pending = set()
+                if not self._atexit:
+                    atexit.register(self.drain)
+                    self._atexit = True
             return self._loop
+
+    def drain(self, timeout: float = EXIT_TIMEOUT) -> None:
+        """Wait for the sends in flight (at exit)."""
+        with self._lock:
+            pending = list(self.pending) if self._pid == os.getpid() else []
+        if pending:
+            concurrent.futures.wait(pending, timeout=timeout)
 
 
 _loop_thread = _LoopThread()
@@ -664,8 +688,9 @@ class Sender:
             if self._is_async:
                 result = await self.client.send_task_data(task_data)
             else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(None, self.client.send_task_data, task_data)
+                # Blocking, on the send thread itself (it is ours; an executor
+                # could not start its threads while the interpreter exits).
+                result = self.client.send_task_data(task_data)
         except Exception:
             self._failed(name)
             return
@@ -681,11 +706,13 @@ class Sender:
             return
         with self._lock:
             self._pending.add(future)
+            _loop_thread.pending.add(future)
         future.add_done_callback(self._done)
 
     def _done(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._pending.discard(future)
+            _loop_thread.pending.discard(future)
 
     def pending(self) -> int:
         with self._lock:
