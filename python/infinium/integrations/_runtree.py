@@ -49,7 +49,9 @@ from typing import (
 )
 
 from ..tracing import (
+    _DECORATOR_INPUT_SUMMARY_MAX,
     _PYTHON_VERSION,
+    _STACK_TRACE_MAX,
     _STEP_INPUT_PREVIEW_MAX,
     _STEP_OUTPUT_PREVIEW_MAX,
     _TOOL_INPUT_SUMMARY_MAX,
@@ -70,7 +72,12 @@ from ..types import (
     TaskData,
     ToolCall,
 )
-from ..utils import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH, get_current_iso_datetime
+from ..utils import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_STRING_LENGTH,
+    get_current_iso_datetime,
+)
 
 error_detail = _error_detail
 
@@ -96,8 +103,8 @@ INPUT_MAX = _STEP_INPUT_PREVIEW_MAX
 OUTPUT_MAX = _STEP_OUTPUT_PREVIEW_MAX
 TOOL_INPUT_MAX = _TOOL_INPUT_SUMMARY_MAX
 TOOL_OUTPUT_MAX = _TOOL_OUTPUT_SUMMARY_MAX
-#: The trace's input / output summaries (the decorators' caps).
-SUMMARY_MAX = 3000
+#: The trace's input / output summaries (the decorators' input cap).
+SUMMARY_MAX = _DECORATOR_INPUT_SUMMARY_MAX
 
 #: Defaults of every adapter: runs open at once, spans recorded per run.
 MAX_OPEN_TRACES = 1000
@@ -105,6 +112,8 @@ MAX_SPANS_PER_TRACE = 1000
 #: Characters of previews one trace may carry in all (a 1 MiB payload holds them
 #: even at 4 bytes a character); previews past it are left out, counted.
 PREVIEW_BUDGET = 200_000
+#: Seconds a framework's shutdown / force_flush waits for the sends in flight.
+FLUSH_TIMEOUT = 30.0
 #: Seconds the sends still in flight at exit get to finish.
 EXIT_TIMEOUT = 5.0
 #: The API refuses a duration over a day; a longer run is reported as one day.
@@ -890,7 +899,9 @@ def error_from(
     """An ``ErrorDetail`` from a framework's error record (strings checked)."""
     return ErrorDetail(
         error_type=text(error_type) or "Error",
-        message=_truncate(message if isinstance(message, str) else "", 2000),
+        message=_truncate(message if isinstance(message, str) else "", MAX_STRING_LENGTH),
         recoverable=False,
-        stack_trace=_truncate(stack_trace, 1000) if isinstance(stack_trace, str) else None,
+        stack_trace=(
+            _truncate(stack_trace, _STACK_TRACE_MAX) if isinstance(stack_trace, str) else None
+        ),
     )

@@ -25,6 +25,7 @@ from typing import Any, Optional
 from agents.tracing import TracingProcessor
 
 from ._runtree import (
+    FLUSH_TIMEOUT,
     INPUT_MAX,
     LLM,
     MAX_OPEN_TRACES,
@@ -130,12 +131,12 @@ class InfiniumTracingProcessor(Facade, TracingProcessor):  # type: ignore[misc]
             self._core._callback_failed("on_span_end")
 
     def shutdown(self) -> None:
-        """Wait (up to 30 s) for sends in flight; traces still open are dropped."""
-        self._core.flush(30.0)
+        """Wait (up to ``FLUSH_TIMEOUT``) for sends in flight; open traces are dropped."""
+        self._core.flush(FLUSH_TIMEOUT)
 
     def force_flush(self) -> None:
-        """Wait for the sends in flight (up to 30 s)."""
-        self._core.flush(30.0)
+        """Wait for the sends in flight (up to ``FLUSH_TIMEOUT``)."""
+        self._core.flush(FLUSH_TIMEOUT)
 
 
 class _Core(AdapterBase):

@@ -30,6 +30,7 @@ from typing import Any, Dict, Optional, Tuple
 from .._context import TraceContext
 from ..types import ErrorDetail
 from ._runtree import (
+    FLUSH_TIMEOUT,
     INPUT_MAX,
     LLM,
     MAX_OPEN_TRACES,
@@ -342,8 +343,8 @@ class InfiniumSpanProcessor(AdapterBase):
             self._callback_failed("on_end")
 
     def shutdown(self) -> None:
-        """Wait (up to 30 s) for sends in flight; open traces are dropped."""
-        self.flush(30.0)
+        """Wait (up to ``FLUSH_TIMEOUT``) for sends in flight; open traces are dropped."""
+        self.flush(FLUSH_TIMEOUT)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.flush(timeout_millis / 1000)
