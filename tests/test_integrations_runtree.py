@@ -1,5 +1,5 @@
-"""The core the framework adapters share (integrations/_runtree.py): the rules that
-turn a run tree into one trace, and sending through the user's client (traces
+"""The core the framework adapters share (integrations/_runtree.py, _adapter.py):
+the rules that turn a run tree into one trace, and sending through the user's client (traces
 received by the real local API)."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from infinium.integrations._adapter import (
+    AdapterBase,
+    OpenRuns,
+)
 from infinium.integrations._runtree import (
     LLM,
     PREVIEW_BUDGET,
     TOOL,
-    AdapterBase,
-    OpenRuns,
     RunTree,
     message_text,
     preview,
@@ -351,7 +353,8 @@ def test_sends_in_flight_at_exit_are_finished() -> None:
     code = """
 import asyncio, sys, time
 from infinium import InfiniumClient
-from infinium.integrations._runtree import LLM, AdapterBase
+from infinium.integrations._adapter import AdapterBase
+from infinium.integrations._runtree import LLM
 
 class Adapter(AdapterBase):
     def run(self):

@@ -24,16 +24,18 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from ._adapter import (
+    MAX_OPEN_TRACES,
+    MAX_SPANS_PER_TRACE,
+    AdapterBase,
+    Facade,
+)
 from ._runtree import (
     INPUT_MAX,
     LLM,
-    MAX_OPEN_TRACES,
-    MAX_SPANS_PER_TRACE,
     OUTPUT_MAX,
     SUMMARY_MAX,
     TOOL,
-    AdapterBase,
-    Facade,
     Node,
     RunTree,
     args_preview,

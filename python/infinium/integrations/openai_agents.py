@@ -24,16 +24,18 @@ from typing import Any, Optional
 
 from agents.tracing import TracingProcessor
 
-from ._runtree import (
+from ._adapter import (
     FLUSH_TIMEOUT,
-    INPUT_MAX,
-    LLM,
     MAX_OPEN_TRACES,
     MAX_SPANS_PER_TRACE,
-    OUTPUT_MAX,
-    TOOL,
     AdapterBase,
     Facade,
+)
+from ._runtree import (
+    INPUT_MAX,
+    LLM,
+    OUTPUT_MAX,
+    TOOL,
     Node,
     RunTree,
     args_preview,

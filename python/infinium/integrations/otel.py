@@ -29,16 +29,18 @@ from typing import Any, Dict, Optional, Tuple
 
 from .._context import TraceContext
 from ..types import ErrorDetail
-from ._runtree import (
+from ._adapter import (
     FLUSH_TIMEOUT,
-    INPUT_MAX,
-    LLM,
     MAX_OPEN_TRACES,
     MAX_SPANS_PER_TRACE,
+    AdapterBase,
+)
+from ._runtree import (
+    INPUT_MAX,
+    LLM,
     OUTPUT_MAX,
     SUMMARY_MAX,
     TOOL,
-    AdapterBase,
     Node,
     RunTree,
     args_preview,
@@ -448,8 +450,10 @@ class InfiniumSpanProcessor(AdapterBase):
         first = min(
             (n for n in tree.nodes.values() if n.source is not None),
             key=lambda n: (n.start_ns, n.seq),
+            default=None,
         )
-        tree.framework, tree.framework_version = first.source or (None, None)
+        source = first.source if first is not None else None
+        tree.framework, tree.framework_version = source or (None, None)
         tree.framework = tree.framework or "opentelemetry"
         tree.name = root.name or "trace"
         tree.description = (
