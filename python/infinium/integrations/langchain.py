@@ -19,7 +19,7 @@ the root's error is the trace's. One handler may serve many concurrent invokes
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -309,6 +309,12 @@ def _model_result(node: Node, response: Any, capture: bool) -> None:
         node.output = preview(output, OUTPUT_MAX)
 
 
+def _key(run_id: Any) -> Hashable:
+    """A run id as a dict key: a UUID's int (hashed natively, not by
+    ``UUID.__hash__``), anything else as given."""
+    return getattr(run_id, "int", run_id)  # type: ignore[no-any-return]
+
+
 class _Core(AdapterBase):
     """The handler's state: run id -> run tree, under the adapter lock."""
 
@@ -316,7 +322,7 @@ class _Core(AdapterBase):
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
-        self._trees: Dict[UUID, RunTree] = {}
+        self._trees: Dict[Hashable, RunTree] = {}
 
     def _framework_version(self) -> Optional[str]:
         import langchain_core
@@ -326,25 +332,27 @@ class _Core(AdapterBase):
     def _forget(self, tree: RunTree) -> None:
         trees = self._trees
         for key in tree.keys:
-            if trees.get(key) is tree:  # type: ignore[call-overload]
-                del trees[key]  # type: ignore[arg-type]
+            if trees.get(key) is tree:
+                del trees[key]
 
     def start(
         self, run_id: UUID, parent_run_id: Optional[UUID], action: Optional[str], name: str
     ) -> Tuple[Optional[Node], bool]:
         """Record a run (None when past the cap) and whether it is a root run."""
+        key = _key(run_id)
+        parent = _key(parent_run_id) if parent_run_id is not None else None
         with self._lock:
-            tree = self._trees.get(parent_run_id) if parent_run_id is not None else None
+            tree = self._trees.get(parent) if parent is not None else None
             is_root = tree is None
             if tree is None:
-                tree = self._new_tree(run_id, name, f"{name} (LangChain run {run_id})")
-                tree.root = run_id
-            self._trees[run_id] = tree
-            tree.keys.append(run_id)
-            return tree.add(run_id, parent_run_id, action, name), is_root
+                tree = self._new_tree(key, name, f"{name} (LangChain run {run_id})")
+                tree.root = key
+            self._trees[key] = tree
+            tree.keys.append(key)
+            return tree.add(key, parent, action, name), is_root
 
     def root_started(self, run_id: UUID, trace_name: Optional[str], inputs: Any) -> None:
-        tree = self._trees.get(run_id)
+        tree = self._trees.get(_key(run_id))
         if tree is None:
             return
         if trace_name:
@@ -353,14 +361,15 @@ class _Core(AdapterBase):
             tree.input_summary = preview(inputs, SUMMARY_MAX)
 
     def end(self, run_id: UUID, output: Any, error: Optional[BaseException]) -> None:
+        key = _key(run_id)
         with self._lock:
-            tree = self._trees.pop(run_id, None)
+            tree = self._trees.pop(key, None)
             if tree is None:
                 return
-            node = tree.nodes.get(run_id)
-            is_root = tree.root == run_id
+            node = tree.nodes.get(key)
+            is_root = tree.root == key
             if is_root:
-                self._open.pop(run_id)
+                self._open.pop(key)
                 self._forget(tree)
         capture = self.capture_content
         if node is not None:
