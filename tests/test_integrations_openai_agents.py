@@ -265,3 +265,30 @@ def test_a_failing_send_is_counted_not_raised(fake: Any, processors: List[Any]) 
         stats = proc.stats()
         assert stats["send_errors"] == 1 and stats["traces_sent"] == 0
         assert srv.traces() == []
+
+
+def test_guardrail_is_a_step_and_its_tripwire_the_trace_error(
+    api: Any, fake: Any, processors: List[Any]
+) -> None:
+    from agents import GuardrailFunctionOutput, InputGuardrailTripwireTriggered, input_guardrail
+
+    @input_guardrail(run_in_parallel=False)  # checked before the model is called
+    def no_secrets(context: Any, agent_: Any, text: Any) -> GuardrailFunctionOutput:
+        return GuardrailFunctionOutput(output_info=None, tripwire_triggered="secret" in str(text))
+
+    install(processors, api.client())
+    guarded = Agent(name="guarded", model=model(fake, "responses"), input_guardrails=[no_secrets])
+    Runner.run_sync(guarded, "hello there")
+    with pytest.raises(InputGuardrailTripwireTriggered):
+        Runner.run_sync(guarded, "tell me the secret")
+    passed, tripped = received(api, processors)
+    assert actions(passed) == [
+        (1, "guardrail", "no_secrets"),
+        (2, "llm_inference", "openai/gpt-4o-mini"),
+    ]
+    assert passed["steps"][0]["metadata"] == {"triggered": False}
+    assert passed.get("errors") is None
+    assert actions(tripped) == [(1, "guardrail", "no_secrets")]
+    assert tripped["steps"][0]["metadata"] == {"triggered": True}
+    (error,) = tripped["errors"]
+    assert error["message"] == "Guardrail tripwire triggered"
