@@ -268,19 +268,25 @@ def test_async_client_from_a_sync_callback(api: Any, inside_a_loop: bool) -> Non
     assert adapter.stats()["traces_sent"] == 1
 
 
-def test_background_client_queues_inline(api: Any) -> None:
-    real = api.client(background=True)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_background_client_queues_inline(api: Any, kind: str) -> None:
+    """Queueing never waits: done at once in the caller's thread, sync or async
+    client, inside an event loop or not."""
+    real = api.client(background=True) if kind == "sync" else api.async_client(background=True)
     client = Recording(real)
     adapter = Adapter(client)
 
     async def main() -> None:
         adapter.one_run("queued")
 
-    asyncio.run(main())  # queueing never blocks a loop: done inline
+    asyncio.run(main())
     assert client.threads == [threading.current_thread().name]
-    assert real.flush(10)
+    assert adapter.stats()["traces_sent"] == 1 and adapter.stats()["pending_sends"] == 0
     assert [t["name"] for t in api.wait_for_traces(1)] == ["queued"]
-    real.close()
+    if kind == "sync":
+        real.close()
+    else:
+        asyncio.run(real.close())
 
 
 def test_send_failures_are_counted_and_logged_never_raised(

@@ -154,7 +154,9 @@ class Sender:
       waits on the network;
     * an async client: its coroutine runs on the send thread's own loop, so a sync
       callback neither blocks the caller's loop nor depends on it outliving the
-      send (``asyncio.run`` cancels what is left on its loop when it returns).
+      send (``asyncio.run`` cancels what is left on its loop when it returns);
+      with ``background=True`` it only queues, without waiting: then it runs in
+      the caller's thread, at once.
 
     :meth:`flush` waits for the sends handed to the send thread.
     """
@@ -171,8 +173,11 @@ class Sender:
         self._lock = lock
         self._pending: set[concurrent.futures.Future[Any]] = set()
         is_async = asyncio.iscoroutinefunction(send)
+        background = bool(getattr(client, "background", False))
         self._is_async = is_async
-        self._blocking = not is_async and not getattr(client, "background", False)
+        self._blocking = not is_async and not background
+        #: An async client that sends (rather than queues): its coroutine waits.
+        self._blocking_async = is_async and not background
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -196,6 +201,9 @@ class Sender:
 
     def send(self, task_data: TaskData) -> None:
         name = task_data.name
+        if self._is_async and not self._blocking_async:
+            if self._queue_inline(task_data, name):
+                return
         if self._is_async or (self._blocking and _running_loop() is not None):
             self._hand_off(task_data, name)
             return
@@ -205,6 +213,22 @@ class Sender:
             self._failed(name)
             return
         self._outcome(result, name)
+
+    def _queue_inline(self, task_data: TaskData, name: str) -> bool:
+        """An async client with ``background=True`` only queues: its coroutine
+        finishes without waiting, so it is run here, at once (False: it waited
+        after all, and is handed to the send thread instead)."""
+        coro = self.client.send_task_data(task_data)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            self._outcome(done.value, name)
+            return True
+        except Exception:
+            self._failed(name)
+            return True
+        coro.close()
+        return False
 
     async def _send_async(self, task_data: TaskData, name: str) -> None:
         try:
@@ -220,11 +244,11 @@ class Sender:
         self._outcome(result, name)
 
     def _hand_off(self, task_data: TaskData, name: str) -> None:
+        coro = self._send_async(task_data, name)
         try:
-            future = asyncio.run_coroutine_threadsafe(
-                self._send_async(task_data, name), _loop_thread.loop()
-            )
+            future = asyncio.run_coroutine_threadsafe(coro, _loop_thread.loop())
         except Exception:
+            coro.close()
             self._failed(name)
             return
         with self._lock:
