@@ -106,9 +106,21 @@ def check_shout_trace(trace: Dict[str, Any], words: str) -> None:
     assert trace.get("errors") is None
 
 
-def test_two_invokes_on_one_handler_are_two_traces(api: Any, fake: Any) -> None:
+def react_agent(fake: Any) -> Any:
+    """The same agent through LangGraph's (deprecated) ``create_react_agent``."""
+    import warnings
+
+    from langgraph.prebuilt import create_react_agent
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return create_react_agent(chat(fake, temperature=0.2), [shout])
+
+
+@pytest.mark.parametrize("build", [graph, react_agent], ids=["create_agent", "create_react_agent"])
+def test_two_invokes_on_one_handler_are_two_traces(api: Any, fake: Any, build: Any) -> None:
     handler = InfiniumCallbackHandler(api.client(), capture_content=True)
-    agent = graph(fake)
+    agent = build(fake)
     result = agent.invoke(ask("hello there"), config={"callbacks": [handler]})
     for _ in agent.stream(ask("one two three"), config={"callbacks": [handler]}):
         pass
