@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import httpx
 import pytest
@@ -275,3 +275,58 @@ def test_an_interrupt_is_not_an_error(api: Any, fake: Any) -> None:
     assert all("error" not in s for s in paused["steps"] + resumed["steps"])
     assert paused.get("errors") is None and resumed.get("errors") is None
     assert handler.stats()["open_traces"] == 0
+
+
+def test_retriever_and_plain_llm_runs(api: Any) -> None:
+    """A retriever run is a ``retrieval`` step; a (non-chat) LLM run an
+    ``llm_inference`` step with the tokens of the result's ``llm_output``."""
+    from langchain_core.callbacks import CallbackManagerForLLMRun
+    from langchain_core.documents import Document
+    from langchain_core.language_models import LLM
+    from langchain_core.outputs import Generation, LLMResult
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnableLambda
+
+    class Shelf(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> List[Document]:
+            return [Document(page_content=f"about {query}")]
+
+    class Completer(LLM):
+        @property
+        def _llm_type(self) -> str:
+            return "completer"
+
+        def _call(self, prompt: str, stop: Any = None, run_manager: Any = None, **kw: Any) -> str:
+            raise NotImplementedError  # _generate below answers
+
+        def _generate(
+            self,
+            prompts: List[str],
+            stop: Any = None,
+            run_manager: Optional[CallbackManagerForLLMRun] = None,
+            **kw: Any,
+        ) -> LLMResult:
+            return LLMResult(
+                generations=[[Generation(text=f"done: {p}")] for p in prompts],
+                llm_output={
+                    "token_usage": {"prompt_tokens": 6, "completion_tokens": 2},
+                    "model_name": "completer-1",
+                },
+            )
+
+    retriever, llm = Shelf(), Completer()
+    chain = RunnableLambda(lambda q: retriever.invoke(q)[0].page_content) | llm
+    handler = InfiniumCallbackHandler(api.client(), capture_content=True, trace_name="rag")
+    assert chain.invoke("tides", config={"callbacks": [handler]}) == "done: about tides"
+    (trace,) = received(api, handler)
+    assert trace["name"] == "rag"
+    assert actions(trace) == [
+        (1, "retrieval", "Shelf"),
+        (2, "llm_inference", "completer/completer-1"),
+    ]
+    retrieval, completion = trace["steps"]
+    assert retrieval["input_preview"] == "tides"
+    assert "about tides" in retrieval["output_preview"]
+    assert completion["llm_call"]["prompt_tokens"] == 6
+    assert completion["output_preview"] == "done: about tides"
+    assert usage_totals(trace) == (6, 2, 1)
