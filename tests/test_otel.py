@@ -107,7 +107,7 @@ def test_without_opentelemetry_is_a_noop_with_warning(
 import asyncio  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
-from typing import Dict, Iterator, List, Tuple  # noqa: E402
+from typing import Dict, Iterator, List, Optional, Tuple  # noqa: E402
 
 from opentelemetry.trace import (  # noqa: E402
     NonRecordingSpan,
@@ -435,3 +435,33 @@ def test_import_infinium_imports_no_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "action"),
+    [
+        ({"gen_ai.operation.name": "text_completion"}, "llm_inference"),
+        ({"gen_ai.operation.name": "generate_content"}, "llm_inference"),
+        ({"gen_ai.operation.name": "embeddings"}, "llm_inference"),
+        ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "t"}, "tool_use"),
+        ({KIND: "LLM"}, "llm_inference"),
+        ({KIND: "EMBEDDING"}, "llm_inference"),
+        ({KIND: "TOOL", "tool.name": "t"}, "tool_use"),
+        ({KIND: "RETRIEVER"}, "retrieval"),
+        ({KIND: "RERANKER"}, "rerank"),
+        ({KIND: "GUARDRAIL"}, "guardrail"),
+        ({KIND: "AGENT"}, None),
+        ({KIND: "CHAIN"}, None),
+        ({"gen_ai.operation.name": "invoke_agent"}, None),
+    ],
+)
+def test_convention_to_step(
+    api: Any, pipeline: Any, attributes: Dict[str, Any], action: Optional[str]
+) -> None:
+    provider, processor = pipeline
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("root", attributes={KIND: "AGENT"}):
+        with tracer.start_as_current_span("inner", attributes=attributes):
+            pass
+    (trace,) = received(api, processor)
+    assert [s["action"] for s in trace.get("steps") or []] == ([action] if action else [])
