@@ -193,6 +193,8 @@ _INPUT_KEYS = ("gen_ai.input.messages", "input.value", "gen_ai.prompt")
 _OUTPUT_KEYS = ("gen_ai.output.messages", "output.value", "gen_ai.completion", "final_result")
 _TOOL_INPUT_KEYS = ("gen_ai.tool.call.arguments", "tool_arguments", "input.value")
 _TOOL_OUTPUT_KEYS = ("gen_ai.tool.call.result", "tool_response", "output.value")
+#: Spans started and not yet ended remembered per open trace (see _roots_cap).
+_OPEN_SPANS_PER_TRACE = 100
 #: JSON attributes longer than this are previewed as text, not parsed.
 _PARSE_MAX = 65_536
 _UNRECOGNISED = 0
@@ -312,7 +314,9 @@ class InfiniumSpanProcessor(AdapterBase):
         self._stats["traces_skipped"] = 0
         #: Span id -> the span id of its local root (set when a span starts).
         self._roots: Dict[int, int] = {}
-        self._roots_cap = max_open_traces * max_spans_per_trace
+        #: Spans open at once (started, not ended) are few per trace: nesting depth
+        #: times concurrency; past this bound the oldest mapping is forgotten.
+        self._roots_cap = max_open_traces * _OPEN_SPANS_PER_TRACE
         #: Recently finished (trace id, local root), so a late span does not start
         #: a new trace.
         self._finished: OrderedDict[Tuple[int, int], None] = OrderedDict()
