@@ -1,0 +1,1 @@
+"""Private implementation modules behind the public ``infinium`` facades."""

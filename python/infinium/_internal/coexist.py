@@ -1,0 +1,72 @@
+"""The import-time check for ``infinium-o2`` installed beside this package.
+
+``infinium-o2`` (the pure-Python SDK this package replaces) and ``infinium-rs``
+both install the ``infinium`` package. In one directory, whichever was
+installed last owns the shared files, and uninstalling either one later
+deletes files the other needs. :func:`warn_if_anchor_beside` runs on every
+``import infinium``, so it costs one directory listing and nothing more; the
+full diagnosis (RECORD files, hashes, the fix) is ``infinium doctor``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+#: The distribution this package stands in for, and ours.
+ANCHOR_DISTRIBUTION = "infinium-o2"
+OUR_DISTRIBUTION = "infinium-rs"
+
+# Installers name a wheel's metadata directory ``{normalised name}-{version}.dist-info``.
+_ANCHOR_DIST_INFO_PREFIX = "infinium_o2-"
+
+
+class InstallConflictWarning(UserWarning):
+    """``infinium-o2`` is installed in the directory that holds this ``infinium``.
+
+    Both distributions write the ``infinium`` package: the next install or
+    uninstall of either one silently replaces or deletes the other's files.
+    ``infinium doctor`` says what to run; ``-W "ignore:infinium-o2 is installed"``
+    silences it.
+    """
+
+
+def anchor_dist_info_beside(package_file: str) -> Optional[str]:
+    """The ``infinium_o2-*.dist-info`` directory next to the ``infinium``
+    package that holds ``package_file`` (its ``__init__.py``), or None."""
+    site_dir = os.path.dirname(os.path.dirname(os.path.abspath(package_file)))
+    try:
+        names = os.listdir(site_dir)
+    except OSError:
+        return None
+    for name in names:
+        lowered = name.lower()
+        if lowered.startswith(_ANCHOR_DIST_INFO_PREFIX) and lowered.endswith(".dist-info"):
+            return os.path.join(site_dir, name)
+    return None
+
+
+def warn_if_anchor_beside(package_file: str) -> None:
+    """Warn (:class:`InstallConflictWarning`) when ``infinium-o2`` is installed
+    beside this package; called once, when ``infinium`` is imported.
+
+    A warning rather than a log record: logging is rarely configured in the
+    scripts and CLI hooks that hit this, a warning is printed by default (once),
+    shows in pytest's summary, and can be filtered or made an error by category.
+    """
+    found = anchor_dist_info_beside(package_file)
+    if found is None:
+        return
+    warnings.warn(
+        InstallConflictWarning(
+            f"{ANCHOR_DISTRIBUTION} is installed beside {OUR_DISTRIBUTION} "
+            f"({os.path.basename(found)} in {os.path.dirname(found)}): both write the "
+            f"`infinium` package, so installing, upgrading or uninstalling either one "
+            f"replaces or deletes the other's files. Fix: `pip uninstall -y "
+            f"{ANCHOR_DISTRIBUTION}`, then reinstall {OUR_DISTRIBUTION} with "
+            f"`pip install --force-reinstall --no-deps`; `infinium doctor` checks the "
+            f"install and prints the exact commands."
+        ),
+        stacklevel=2,
+    )
