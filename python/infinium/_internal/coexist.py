@@ -40,9 +40,10 @@ def anchor_dist_info_beside(package_file: str) -> Optional[str]:
         names = os.listdir(site_dir)
     except OSError:
         return None
+    # Wheels name it in lower case (``infinium_o2-1.2.0.dist-info``); a plain
+    # prefix test keeps this loop at a fraction of the listing's own cost.
     for name in names:
-        lowered = name.lower()
-        if lowered.startswith(_ANCHOR_DIST_INFO_PREFIX) and lowered.endswith(".dist-info"):
+        if name.startswith(_ANCHOR_DIST_INFO_PREFIX) and name.endswith(".dist-info"):
             return os.path.join(site_dir, name)
     return None
 
