@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any, List, Optional, Tuple
 
@@ -34,7 +34,7 @@ def public_modules() -> List[str]:
     return sorted(names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tree(module: str) -> Tuple[ModuleType, ast.Module]:
     mod = importlib.import_module(module)
     return mod, ast.parse(inspect.getsource(mod))
@@ -104,7 +104,9 @@ def test_every_public_name_has_a_docstring() -> None:
     missing = [
         f"{module}.{name}"
         for module, name in public_names()
-        if not (docstring(module, name, getattr(importlib.import_module(module), name)) or "").strip()
+        if not (
+            docstring(module, name, getattr(importlib.import_module(module), name)) or ""
+        ).strip()
     ]
     assert missing == []
 
@@ -129,6 +131,5 @@ def test_the_checker_sees_what_is_missing() -> None:
 @pytest.mark.parametrize("module", ["infinium.client", "infinium.async_client"])
 def test_constants_are_followed_through_imports(module: str) -> None:
     # MAX_NAME_LENGTH is bound in utils and imported (or star-imported) here.
-    assert attribute_docstring(module, "MAX_NAME_LENGTH") == attribute_docstring(
-        "infinium.utils", "MAX_NAME_LENGTH"
-    )
+    doc = attribute_docstring("infinium.utils", "MAX_NAME_LENGTH")
+    assert doc and attribute_docstring(module, "MAX_NAME_LENGTH") == doc

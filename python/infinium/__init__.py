@@ -72,18 +72,18 @@ from .utils import (
     validate_string_length,
 )
 
-#: The API level of infinium-o2 this package reproduces: also the wire's
-#: ``environment.sdk_version``, so it stays the anchor's value.
 __version__ = "1.2.0"
-#: The installed ``infinium-rs`` distribution's version (``infinium --version``).
+"""The infinium-o2 release whose API this package reproduces; also the wire's
+``environment.sdk_version``, so it stays the anchor's value."""
 __distribution_version__: str = _core.__version__
+"""The installed ``infinium-rs`` version (``infinium --version``)."""
 __author__ = "Infinium"
 __email__ = "support@infinium.com"
 __description__ = "Infinium agent-tracing SDK with a Rust core"
 
-#: ``dumps(task_data) -> bytes``: the exact body a client would send for it
-#: (validated; raises ``ValidationError`` naming the offending path).
 dumps = _core.dumps
+"""``dumps(task_data) -> bytes``: the exact body a client would send for it
+(validated; raises ``ValidationError`` naming the offending path)."""
 
 # One directory listing: warn when infinium-o2 is installed beside this package.
 _warn_if_anchor_beside(__file__)

@@ -449,6 +449,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``infinium`` argument parser, with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="infinium",
         description="Infinium SDK tools: a local Infinium API, a demo, spool replay.",
@@ -509,6 +510,8 @@ def _add_replay(sub: Any) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``infinium`` command on ``argv`` (default: ``sys.argv[1:]``);
+    return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "func", None)

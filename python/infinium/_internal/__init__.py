@@ -1,1 +1,2 @@
-"""Private implementation modules behind the public ``infinium`` facades."""
+"""Private implementation modules of the SDK, behind the public facades
+(``infinium.tracing``, ``infinium.client``, ...). Nothing here is a stable API."""
