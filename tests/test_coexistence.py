@@ -34,7 +34,7 @@ import pytest
 
 import infinium
 
-from .conftest import ANCHOR_SPEC, cache_root
+from .conftest import ANCHOR_SPEC, ROOT, cache_root
 
 pytestmark = [pytest.mark.venv, pytest.mark.timeout(600)]
 
@@ -157,15 +157,19 @@ def dependent_wheels(out_dir: Path) -> None:
     )
 
 
+# What pip installs from: the anchor, and the build backend of the README's stand-in.
+WHEELHOUSE = [ANCHOR_SPEC, "setuptools>=61"]
+
+
 def wheelhouse() -> Path:
-    """infinium-o2 1.2.0 and its requirements, downloaded once."""
+    """infinium-o2 1.2.0 and its requirements (and setuptools), downloaded once."""
     house = cache_root() / f"anchor-wheelhouse-py{PY}"
     marker = house / ".ready"
-    if marker.exists() and marker.read_text() == ANCHOR_SPEC:
+    if marker.exists() and marker.read_text() == " ".join(WHEELHOUSE):
         return house
     house.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "-d", str(house), ANCHOR_SPEC],
+        [sys.executable, "-m", "pip", "download", "-q", "-d", str(house), *WHEELHOUSE],
         capture_output=True,
         text=True,
         timeout=300,
@@ -175,7 +179,7 @@ def wheelhouse() -> Path:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    marker.write_text(ANCHOR_SPEC)
+    marker.write_text(" ".join(WHEELHOUSE))
     return house
 
 
@@ -390,3 +394,29 @@ def test_our_wheel_holds_the_package_under_test(venv: Venv) -> None:
     assert packed == Path(infinium.__file__).read_bytes()
     assert any(n.startswith("infinium/_core.") for n in names)
     assert "infinium/cli.py" in names and "infinium/_internal/doctor.py" in names
+
+
+def readme_stand_in() -> str:
+    """The stand-in's pyproject.toml, as README gives it."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if "<!-- test: infinium-o2 stand-in -->" in line)
+    assert lines[start + 1].strip() == "```toml"
+    end = next(i for i in range(start + 2, len(lines)) if lines[i].strip() == "```")
+    return "\n".join(line.strip() for line in lines[start + 2 : end]) + "\n"
+
+
+def test_readme_stand_in_meets_the_requirement_and_installs_nothing(
+    fresh: Venv, tmp_path: Path
+) -> None:
+    stand_in = tmp_path / "infinium-o2-stand-in"
+    stand_in.mkdir()
+    (stand_in / "pyproject.toml").write_text(readme_stand_in())
+    fresh.sh(f"pip install {_q(str(stand_in))}")
+    fresh.sh(f"pip install {DEPENDENT}")  # a plain install: the stand-in meets infinium-o2
+    assert fresh.installed()["infinium-o2"] == "1.2.0"
+    assert _sdk_of_dependent(fresh) == "infinium-rs"
+    assert fresh.sh("pip check").stdout.strip() == "No broken requirements found."
+    assert fresh.sh("python -W error -c 'import infinium'").stderr == ""
+    report = fresh.doctor()
+    assert report["ok"], report["problems"]
+    assert any("a stand-in" in n for n in report["notes"])

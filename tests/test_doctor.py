@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -127,3 +128,32 @@ def test_fix_reinstalls_ours_from_where_it_came_from(tmp_path: Path) -> None:
     uninstall, install, flag = doctor._installer_cmd("uv", "/v/bin/python")
     assert install[:3] == ["uv", "pip", "install"]
     assert uninstall[:3] == ["uv", "pip", "uninstall"] and flag == "--reinstall"
+
+
+def test_a_stand_in_infinium_o2_that_installs_no_file_is_not_a_conflict(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    _install(site, "infinium-rs", "0.1.0", OURS)
+    _install(site, "infinium-o2", "1.2.0", {"infinium_o2_stand_in.txt": b""})
+    init = str(site / "infinium" / "__init__.py")
+    assert coexist.anchor_dist_info_beside(init) is None
+    d = doctor.diagnose(site / "infinium", search_path=[str(site)])
+    assert d.ok, d.problems
+    assert any("installs no file of `infinium` (a stand-in" in n for n in d.notes)
+
+
+def test_diagnosis_of_an_anchor_over_ours_prescribes_the_fix(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    wheel = tmp_path / "infinium_rs-0.1.0-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(b"")
+    _install(site, "infinium-rs", "0.1.0", OURS)
+    (site / "infinium_rs-0.1.0.dist-info" / "direct_url.json").write_text(
+        json.dumps({"url": wheel.as_uri(), "archive_info": {}})
+    )
+    _install(site, "infinium-o2", "1.2.0", ANCHORS)
+    d = doctor.diagnose(site / "infinium", search_path=[str(site)])
+    assert not d.ok
+    assert "1 file(s) of infinium-rs hold infinium-o2's copy: __init__.py" in d.problems
+    assert d.fix[0].endswith("-m pip uninstall -y infinium-o2")
+    assert d.fix[1].endswith(f"-m pip install --force-reinstall --no-deps {wheel}")
+    text = doctor.render(d)
+    assert "Fix (run in this order):" in text and text.endswith("Not OK.")

@@ -34,7 +34,11 @@ class InstallConflictWarning(UserWarning):
 
 def anchor_dist_info_beside(package_file: str) -> Optional[str]:
     """The ``infinium_o2-*.dist-info`` directory next to the ``infinium``
-    package that holds ``package_file`` (its ``__init__.py``), or None."""
+    package that holds ``package_file`` (its ``__init__.py``), or None.
+
+    A stand-in ``infinium-o2`` whose RECORD lists no file of the package (the
+    README's Poetry recipe) does not count: it shares nothing with us. Its
+    RECORD is read only when such a directory exists."""
     site_dir = os.path.dirname(os.path.dirname(os.path.abspath(package_file)))
     try:
         names = os.listdir(site_dir)
@@ -44,8 +48,20 @@ def anchor_dist_info_beside(package_file: str) -> Optional[str]:
     # prefix test keeps this loop at a fraction of the listing's own cost.
     for name in names:
         if name.startswith(_ANCHOR_DIST_INFO_PREFIX) and name.endswith(".dist-info"):
-            return os.path.join(site_dir, name)
+            found = os.path.join(site_dir, name)
+            if _records_package_files(found, os.path.basename(os.path.dirname(package_file))):
+                return found
     return None
+
+
+def _records_package_files(dist_info: str, package: str) -> bool:
+    """Whether the RECORD in ``dist_info`` lists a file of ``package`` (True
+    when it cannot be read: then assume the worst)."""
+    try:
+        with open(os.path.join(dist_info, "RECORD"), encoding="utf-8") as f:
+            return any(line.startswith(package + "/") for line in f)
+    except (OSError, ValueError):
+        return True
 
 
 def warn_if_anchor_beside(package_file: str) -> None:

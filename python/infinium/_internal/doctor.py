@@ -177,10 +177,11 @@ def _installed(dist: metadata.Distribution) -> Installed:
     )
 
 
-def _all_distributions() -> List[metadata.Distribution]:
+def _all_distributions(path: Optional[List[str]] = None) -> List[metadata.Distribution]:
     seen = set()
     out = []
-    for dist in metadata.distributions():
+    found = metadata.distributions() if path is None else metadata.distributions(path=path)
+    for dist in found:
         name = dist.metadata["Name"]
         if not isinstance(name, str):
             continue
@@ -318,10 +319,13 @@ def _other_copies(package_dir: Path) -> List[str]:
     return out
 
 
-def diagnose(package_dir: Optional[Path] = None) -> Diagnosis:
-    """Inspect the install of the ``infinium`` package (default: this one)."""
+def diagnose(
+    package_dir: Optional[Path] = None, search_path: Optional[List[str]] = None
+) -> Diagnosis:
+    """Inspect the install of the ``infinium`` package (default: this one),
+    with the distributions found on ``search_path`` (default: ``sys.path``)."""
     pkg_dir = package_dir or Path(__file__).resolve().parent.parent
-    dists = _all_distributions()
+    dists = _all_distributions(search_path)
     by_name: Dict[str, List[Installed]] = {}
     for dist in dists:
         by_name.setdefault(_normalise(str(dist.metadata["Name"])), []).append(_installed(dist))
@@ -382,6 +386,7 @@ def _judge(d: Diagnosis, import_error: Optional[str]) -> None:
                 f"{len(paths)} file(s) of {OUR_DISTRIBUTION} hold {who}'s copy: {_names(paths)}"
             )
 
+    stand_in = False
     for a in d.anchors:
         if a.site_dir != site_dir:
             d.notes.append(
@@ -389,12 +394,15 @@ def _judge(d: Diagnosis, import_error: Optional[str]) -> None:
                 f"this `{PACKAGE}`: harmless while {d.package_dir} comes first on sys.path"
             )
             continue
-        shared = [
-            f.path
-            for f in d.files
-            if any(c.distribution == a.name for c in f.claims)
-            and any(c.distribution != a.name for c in f.claims)
-        ]
+        claimed = [f for f in d.files if any(c.distribution == a.name for c in f.claims)]
+        if not claimed:
+            stand_in = True
+            d.notes.append(
+                f"{a.name} {a.version} installs no file of `{PACKAGE}` (a stand-in, as in the "
+                f"README's Poetry recipe): it only satisfies requirements on {ANCHOR_DISTRIBUTION}"
+            )
+            continue
+        shared = [f.path for f in claimed if any(c.distribution != a.name for c in f.claims)]
         d.problems.append(
             f"{a.name} {a.version} is installed in the same directory"
             + (f" and shares {len(shared)} file(s) with {OUR_DISTRIBUTION}" if shared else "")
@@ -403,12 +411,16 @@ def _judge(d: Diagnosis, import_error: Optional[str]) -> None:
     for copy in d.other_copies:
         d.notes.append(f"another `{PACKAGE}` package directory is on sys.path: {copy}")
 
+    met = (
+        f"met by the stand-in {ANCHOR_DISTRIBUTION}"
+        if stand_in
+        else f"`pip check` reports {ANCHOR_DISTRIBUTION} as missing; that is expected"
+    )
     for dep in d.dependents:
         d.notes.append(
             f"{dep.name} {dep.version} requires {dep.requirement}: {OUR_DISTRIBUTION} "
             f"provides the API of {ANCHOR_DISTRIBUTION} {ANCHOR_API_VERSION}; install it "
-            f"without {ANCHOR_DISTRIBUTION} as the {README_SECTION} shows "
-            f"(`pip check` then reports {ANCHOR_DISTRIBUTION} as missing; that is expected)"
+            f"without {ANCHOR_DISTRIBUTION} as the {README_SECTION} shows ({met})"
         )
     if d.problems:
         _prescribe(d, ours_here)
@@ -425,7 +437,10 @@ def _prescribe(d: Diagnosis, ours_here: List[Installed]) -> None:
     installer = next((o.installer for o in ours_here if o.installer), "pip")
     uninstall, install, reinstall = _installer_cmd(installer, d.python)
     site_dir = os.path.normpath(str(Path(d.package_dir).parent))
-    if any(a.site_dir == site_dir for a in d.anchors):
+    if any(
+        a.site_dir == site_dir and any(c.distribution == a.name for f in d.files for c in f.claims)
+        for a in d.anchors
+    ):
         d.fix.append(" ".join([*uninstall, ANCHOR_DISTRIBUTION]))
     for o in ours_here:
         if o.editable:
