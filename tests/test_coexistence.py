@@ -375,6 +375,10 @@ def test_doctor_after_uninstalling_the_anchor_that_overwrote_ours(fresh: Venv) -
     assert broken.returncode != 0
     report = fresh.doctor()  # the console script still runs: cli.py was never shared
     assert not report["ok"] and not report["running_ours"]
+    assert (
+        "`import infinium` finds no infinium/__init__.py: the package is broken"
+        in (report["problems"])
+    )
     assert any(
         p.startswith("13 file(s) of infinium-rs are missing") and "__init__.py" in p
         for p in report["problems"]

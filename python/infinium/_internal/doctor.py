@@ -352,6 +352,10 @@ def _judge(d: Diagnosis, import_error: Optional[str]) -> None:
     init = next((f for f in d.files if f.path == f"{PACKAGE}/__init__.py"), None)
     if import_error is not None:
         d.problems.append(f"`import {PACKAGE}` fails: {import_error}")
+    elif not d.running_ours and (init is None or not init.on_disk):
+        d.problems.append(
+            f"`import {PACKAGE}` finds no {PACKAGE}/__init__.py: the package is broken"
+        )
     elif not d.running_ours:
         who = init.owner if init is not None and init.owner else "another package"
         d.problems.append(
