@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV ?= .venv
 VPY := $(CURDIR)/$(VENV)/bin/python
 PYTEST_ARGS ?= -q -rs --timeout 600 -p no:cacheprovider
+# The extras `make venv` installs (what CI installs).
+EXTRAS ?= test,docs,integrations
 # Stubtest allowlist: only what stubtest cannot see (see the file's header).
 STUBTEST_ALLOWLIST := .ci/stubtest-allowlist
 
@@ -16,16 +18,17 @@ export CARGO_TERM_COLOR ?= never
 # The interpreter's shared library, for the Rust unit tests that embed it.
 PY_LIBDIR = $(shell $(VPY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')
 
-.PHONY: help venv dev release lint fmt typecheck stubtest test-rust test test-one \
+.PHONY: help venv dev release lint fmt typecheck stubtest docs test-rust test test-one \
 	bench bench-smoke ci
 
 help:
-	@echo "make venv        create $(VENV) and install the SDK (dev build) with the test extra"
+	@echo "make venv        create $(VENV), install the SDK (dev build) with the $(EXTRAS) extras"
 	@echo "make dev         rebuild the extension after a Rust change (dev profile: seconds)"
 	@echo "make release     rebuild with the release profile (what users get; minutes)"
 	@echo "make lint        cargo fmt --check, clippy -D warnings, ruff check, ruff format --check"
 	@echo "make fmt         apply cargo fmt, ruff format and ruff's safe fixes"
 	@echo "make typecheck   mypy --strict python/infinium, and stubtest of _core.pyi"
+	@echo "make docs        build the API reference (mkdocs build --strict; Python 3.11+)"
 	@echo "make test-rust   the Rust unit tests (cargo test --lib)"
 	@echo "make test        the whole pytest suite"
 	@echo "make test-one T=tests/test_tracing.py::test_name   one test, a file, or -k expr"
@@ -40,7 +43,7 @@ $(VPY):
 	$(VPY) -m pip install -q --upgrade pip
 
 venv: $(VPY)
-	MATURIN_PEP517_ARGS="--profile dev" $(VPY) -m pip install -q -e '.[test]'
+	MATURIN_PEP517_ARGS="--profile dev" $(VPY) -m pip install -q -e '.[$(EXTRAS)]'
 
 dev: $(VPY)
 	MATURIN_PEP517_ARGS="--profile dev" $(VPY) -m pip install -q -e . --no-deps
@@ -70,6 +73,13 @@ stubtest:
 	cd /tmp && $(VPY) -m mypy.stubtest infinium._core \
 		--allowlist $(CURDIR)/$(STUBTEST_ALLOWLIST)
 
+# The pinned mkdocs plugins need Python 3.11+: skipped (and said so) before that.
+docs:
+	@if $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		site=$$(mktemp -d) && $(VPY) -m mkdocs build --strict --quiet --site-dir "$$site"; \
+		status=$$?; rm -rf "$$site"; exit $$status; \
+	else echo "skipped: the pinned mkdocs plugins need Python 3.11+"; fi
+
 test-rust:
 	LD_LIBRARY_PATH="$(PY_LIBDIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" cargo test --lib
 
@@ -92,4 +102,4 @@ bench-smoke:
 	cd /tmp && $(VPY) $(CURDIR)/benches/run.py --quick --only serialize,sequential,import \
 		--anchor-venv "$(ANCHOR_VENV)"
 
-ci: lint test-rust typecheck bench-smoke test
+ci: lint test-rust typecheck docs bench-smoke test

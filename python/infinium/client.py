@@ -1,14 +1,16 @@
 """``InfiniumClient`` and ``AsyncInfiniumClient``.
 
-Both clients share one implementation (``infinium._internal.ops``): every
-operation is written once as a generator that validates its input, *yields* the
-HTTP requests and sleeps it needs and turns the answers into results.
-``InfiniumClient`` drives those generators with blocking calls into the Rust
-core (GIL released, Ctrl-C honoured); ``AsyncInfiniumClient`` drives the same
-generators with awaitables that never block the event loop
-(``infinium._internal.drive``). This module holds their public surface: the
-constructor and every method users call.
+Both clients share one implementation: every operation is written once, and
+``InfiniumClient`` runs it with blocking calls into the Rust core (GIL
+released, Ctrl-C honoured) while ``AsyncInfiniumClient`` runs the same
+operation with awaitables that never block the event loop.
 """
+
+# This module holds the clients' public surface: the constructor and every
+# method users call. The operations (each one generator that validates its
+# input, yields the HTTP requests and sleeps it needs and turns the answers
+# into results) are in infinium._internal.ops; infinium._internal.drive runs
+# them blocking or as a coroutine.
 
 from __future__ import annotations
 
@@ -149,6 +151,8 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://platform.i42m.ai/api/v1"
+"""The Infinium API used when neither ``base_url`` nor ``INFINIUM_BASE_URL`` is set."""
+"""The Infinium API used when neither ``base_url`` nor ``INFINIUM_BASE_URL`` is set."""
 
 logger = logging.getLogger("infinium.client")
 

@@ -9,12 +9,11 @@ creation of the generator object).
 
 All captured data is factual (timings, token counts, error types); the agent never
 grades its own work.
-
-This module is the public face; the code lives in ``infinium._internal``
-(``builder``: steps and traces, ``decorate``: the decorators, ``hooks``: the
-trace hook registry, ``repr``: the bounded ``repr``, ``send``: sending a
-decorated call's trace).
 """
+
+# This module is the public face; the code lives in infinium._internal
+# (builder: steps and traces, decorate: the decorators, hooks: the trace hook
+# registry, repr: the bounded repr, send: sending a decorated call's trace).
 
 from __future__ import annotations
 

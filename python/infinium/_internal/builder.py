@@ -47,10 +47,12 @@ from .text import (
 )
 
 __all__ = [
+    "PYTHON_VERSION",
     "StepContext",
     "TraceBuilder",
     "assemble",
     "attach_prompts",
+    "common",
     "error_detail",
     "get_sdk_version",
     "recorded_step",
@@ -60,7 +62,8 @@ __all__ = [
 T = TypeVar("T")
 _perf_ns = time.perf_counter_ns
 
-_PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
+#: This interpreter's version, as ``environment.python_version`` reports it.
+PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])
 _sdk_version: Optional[str] = None
 
 
@@ -313,7 +316,9 @@ def recorded_step(
 # ---------------------------------------------------------------------------
 
 
-def _common(values: List[Optional[str]]) -> Optional[str]:
+def common(values: List[Optional[str]]) -> Optional[str]:
+    """The value all of ``values`` share, else ``"multiple"`` (an aggregate
+    usage's model and provider)."""
     first = values[0]
     for v in values:
         if v != first:
@@ -382,7 +387,7 @@ class TraceBuilder:
         self._environment = EnvironmentContext(
             framework=framework,
             framework_version=framework_version,
-            python_version=python_version or _PYTHON_VERSION,
+            python_version=python_version or PYTHON_VERSION,
             sdk_version=get_sdk_version(),
             runtime=runtime,
             region=region,
@@ -464,8 +469,8 @@ class TraceBuilder:
                     total_latency += latency_ms
         if self._llm_usage is None:
             self._llm_usage = LlmUsage(
-                model=_common([c.model for c in llm_calls]),
-                provider=_common([c.provider for c in llm_calls]),
+                model=common([c.model for c in llm_calls]),
+                provider=common([c.provider for c in llm_calls]),
                 prompt_tokens=total_prompt or None,
                 completion_tokens=total_completion or None,
                 total_tokens=(total_prompt + total_completion) or None,
@@ -566,7 +571,7 @@ def assemble(
     the wall time since (3 decimals), ``current_datetime`` now, ``environment``
     the default one when not given."""
     if environment is None:
-        environment = EnvironmentContext(None, None, _PYTHON_VERSION, get_sdk_version())
+        environment = EnvironmentContext(None, None, PYTHON_VERSION, get_sdk_version())
     duration = round((_perf_ns() - start_ns) / 1_000_000_000, 3)
     if sections:
         return TaskData(

@@ -35,12 +35,8 @@ from ..exceptions import (
 )
 from ..types import SECTION_TYPES, ApiResponse, BatchResult, PromptContent, TaskData
 from ..utils import (
-    MAX_DESCRIPTION_LENGTH,
-    MAX_NAME_LENGTH,
     MAX_STRING_LENGTH,
     get_current_iso_datetime,
-    validate_duration,
-    validate_iso_datetime,
     validate_path_id,
     validate_required_field,
     validate_string_length,
@@ -309,17 +305,9 @@ class Ops:
         unknown = sorted(set(kwargs) - _SEND_TASK_KWARGS)
         if unknown:
             raise TypeError("send_task() got unexpected keyword argument(s): " + ", ".join(unknown))
-        validate_required_field(name, "name")
-        validate_required_field(description, "description")
-        validate_string_length(name, "name", MAX_NAME_LENGTH)
-        validate_string_length(description, "description", MAX_DESCRIPTION_LENGTH)
-        seconds = validate_duration(duration)
+        seconds = _core.validate_task_fields(name, description, duration, current_datetime)
         if current_datetime is None:
             current_datetime = get_current_iso_datetime()
-        elif not validate_iso_datetime(current_datetime):
-            raise ValidationError(
-                "current_datetime must be a valid ISO 8601 string", field="current_datetime"
-            )
         return TaskData(
             name=name,
             description=description,
