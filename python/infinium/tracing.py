@@ -58,8 +58,8 @@ __all__ = [
     "truncate_string",
 ]
 
-#: Where the decorators log a failed send or trace hook.
 logger = logging.getLogger(__name__)
+"""The ``infinium.tracing`` logger: where the decorators log a failed send or trace hook."""
 
 # The public classes and functions present themselves as this module's (repr,
 # help, pickling by reference), wherever in _internal they are written.
