@@ -20,6 +20,7 @@ from .watch_helpers import (
     USER,
     WEATHER_ARGS,
     WEATHER_PROMPT,
+    Weather,
     anth,
     gem,
     llm_steps,
@@ -31,14 +32,8 @@ from .watch_helpers import (
 
 anthropic = pytest.importorskip("anthropic")
 genai = pytest.importorskip("google.genai")
-pydantic = pytest.importorskip("pydantic")
 
 from google.genai import types as gtypes  # noqa: E402
-
-
-class Weather(pydantic.BaseModel):
-    city: str
-    temp: int
 
 
 @pytest.fixture(scope="module")

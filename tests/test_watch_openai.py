@@ -21,6 +21,7 @@ from .watch_helpers import (
     USER,
     WEATHER_ARGS,
     WEATHER_PROMPT,
+    Weather,
     llm_steps,
     oai,
     only_trace,
@@ -30,12 +31,6 @@ from .watch_helpers import (
 )
 
 openai = pytest.importorskip("openai")
-pydantic = pytest.importorskip("pydantic")
-
-
-class Weather(pydantic.BaseModel):
-    city: str
-    temp: int
 
 
 @pytest.fixture(scope="module")

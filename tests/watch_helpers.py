@@ -5,6 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+import pydantic
+
+
+class Weather(pydantic.BaseModel):
+    """A structured output type (``parse``): the fake provider fills ``city`` with the
+    prompt and ``temp`` with its word count."""
+
+    city: str
+    temp: int
+
+
 USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
 
 #: A function tool's parameters, and the arguments the fake provider fills in for

@@ -30,10 +30,10 @@ from ._context import (
     get_current_trace_context,
     set_trace_context,
 )
+from ._openai_common import detect_provider
 from .anthropic import AnthropicInstrumentor, patch_anthropic_client, patch_async_anthropic_client
 from .google import GoogleInstrumentor, patch_google_genai_client, patch_google_model
 from .openai import OpenAIInstrumentor, patch_async_openai_client, patch_openai_client
-from .openai_responses import detect_provider
 
 __all__ = [
     "watch",

@@ -10,7 +10,7 @@ response (or the stream's items) afterwards.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .._context import (
     CapturedLlmCall,
@@ -23,7 +23,7 @@ from .._context import (
     set_trace_context,
 )
 from ._details import CallDetails
-from ._values import OUTPUT_CONTENT_LIMIT, as_int, model_name, truncate_preview
+from ._values import OUTPUT_CONTENT_LIMIT, as_int, as_number, model_name, truncate_preview
 
 __all__ = [
     "Adapter",
@@ -70,15 +70,31 @@ class Adapter:
     #: The patched method never returns a stream (``parse``), whatever ``stream`` says.
     never_stream = False
 
-    def __init__(self, capture_content: bool, estimate_cost: bool = False) -> None:
+    def __init__(
+        self, capture_content: bool, estimate_cost: bool = False, never_stream: bool = False
+    ) -> None:
         self.capture_content = capture_content
         self.estimate_cost = estimate_cost
+        if never_stream:  # (else the class's own default)
+            self.never_stream = True
 
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
         """The call record before the request, and whether a stream is requested."""
         raise NotImplementedError
+
+    def new_call(
+        self, provider: str, kwargs: Dict[str, Any], preview: Callable[[], Optional[str]]
+    ) -> CapturedLlmCall:
+        """The record of a call made with ``model=`` and ``temperature=`` keywords;
+        ``preview()`` gives its input preview (called with ``capture_content`` only)."""
+        return CapturedLlmCall(
+            provider=provider,
+            model=model_name(kwargs.get("model", "unknown")),
+            temperature=as_number(kwargs.get("temperature")),
+            input_preview=preview() if self.capture_content else None,
+        )
 
     def on_response(self, call: CapturedLlmCall, response: Any) -> None:
         """Complete ``call`` from a non-streamed response."""

@@ -28,7 +28,6 @@ from ._values import (
     INPUT_CONTENT_LIMIT,
     OUTPUT_CONTENT_LIMIT,
     as_int,
-    as_number,
     model_name,
     truncate_preview,
 )
@@ -63,24 +62,13 @@ def _token_details(call: CapturedLlmCall, usage: Any) -> None:
 class AnthropicAdapter(Adapter):
     provider = "anthropic"
 
-    def __init__(
-        self, capture_content: bool, estimate_cost: bool = False, never_stream: bool = False
-    ) -> None:
-        super().__init__(capture_content, estimate_cost)
-        self.never_stream = never_stream
-
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
-        call = CapturedLlmCall(
-            provider="anthropic",
-            model=model_name(kwargs.get("model", "unknown")),
-            temperature=as_number(kwargs.get("temperature")),
-            input_preview=(
-                _input_preview(kwargs.get("messages"), kwargs.get("system"))
-                if self.capture_content
-                else None
-            ),
+        call = self.new_call(
+            "anthropic",
+            kwargs,
+            lambda: _input_preview(kwargs.get("messages"), kwargs.get("system")),
         )
         return call, kwargs.get("stream") is True
 

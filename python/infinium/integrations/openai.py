@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ._context import Adapter, CapturedLlmCall, take_model_and_usage
+from ._context import CapturedLlmCall, take_model_and_usage
 from ._details import (
     add_tool_call,
     set_token_details,
@@ -22,15 +22,15 @@ from ._details import (
     streamed_tool_arguments,
 )
 from ._instrument import ClassInstrumentor, patch_attr, sync_and_async
+from ._openai_common import OpenAIBaseAdapter, detect_provider
 from ._values import (
     INPUT_CONTENT_LIMIT,
     OUTPUT_CONTENT_LIMIT,
     as_int,
-    as_number,
     model_name,
     truncate_preview,
 )
-from .openai_responses import ResponsesAdapter, detect_provider
+from .openai_responses import ResponsesAdapter
 
 __all__ = ["OpenAIInstrumentor", "patch_async_openai_client", "patch_openai_client"]
 
@@ -60,34 +60,14 @@ def _usage_details(call: CapturedLlmCall, usage: Any) -> None:
     )
 
 
-class OpenAIAdapter(Adapter):
+class OpenAIAdapter(OpenAIBaseAdapter):
     """Chat completions (``create``; ``parse`` with ``never_stream``)."""
-
-    def __init__(
-        self,
-        capture_content: bool,
-        provider: Optional[str],
-        estimate_cost: bool = False,
-        never_stream: bool = False,
-    ) -> None:
-        super().__init__(capture_content, estimate_cost)
-        # None: detect per call from the resource's client (class-level patching).
-        self.fixed_provider = provider
-        self.never_stream = never_stream
 
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
-        provider = self.fixed_provider
-        if provider is None:
-            provider = detect_provider(getattr(owner, "_client", None))
-        call = CapturedLlmCall(
-            provider=provider,
-            model=model_name(kwargs.get("model", "unknown")),
-            temperature=as_number(kwargs.get("temperature")),
-            input_preview=(
-                _input_preview(kwargs.get("messages")) if self.capture_content else None
-            ),
+        call = self.new_call(
+            self.provider_of(owner), kwargs, lambda: _input_preview(kwargs.get("messages"))
         )
         return call, kwargs.get("stream") is True
 
@@ -147,22 +127,17 @@ def _embedding_preview(value: Any) -> Optional[str]:
     return None  # token arrays
 
 
-class EmbeddingsAdapter(OpenAIAdapter):
+class EmbeddingsAdapter(OpenAIBaseAdapter):
     """``embeddings.create``: prompt tokens, no completion tokens, no output preview."""
 
     never_stream = True
 
-    def __init__(
-        self, capture_content: bool, provider: Optional[str], estimate_cost: bool = False
-    ) -> None:
-        super().__init__(capture_content, provider, estimate_cost, never_stream=True)
-
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
-        call, _ = super().describe(owner, args, {"model": kwargs.get("model", "unknown")})
-        if self.capture_content:
-            call.input_preview = _embedding_preview(kwargs.get("input"))
+        call = self.new_call(
+            self.provider_of(owner), kwargs, lambda: _embedding_preview(kwargs.get("input"))
+        )
         return call, False
 
     def on_response(self, call: CapturedLlmCall, response: Any) -> None:

@@ -15,29 +15,18 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-from ._context import Adapter, CapturedLlmCall
+from ._context import CapturedLlmCall
 from ._details import add_tool_call, set_token_details
+from ._openai_common import OpenAIBaseAdapter
 from ._values import (
     INPUT_CONTENT_LIMIT,
     OUTPUT_CONTENT_LIMIT,
     as_int,
-    as_number,
     model_name,
     truncate_preview,
 )
 
-__all__ = ["ResponsesAdapter", "detect_provider"]
-
-
-def detect_provider(client: Any) -> str:
-    """``xai`` when the client's base URL mentions x.ai / grok / xai, else ``openai``."""
-    try:
-        base = str(getattr(client, "base_url", ""))
-    except Exception:
-        return "openai"
-    if "x.ai" in base or "grok" in base or "xai" in base:
-        return "xai"
-    return "openai"
+__all__ = ["ResponsesAdapter"]
 
 
 def _text_of(content: Any) -> str:
@@ -112,34 +101,14 @@ def _take_response(call: CapturedLlmCall, response: Any, tools: bool) -> None:
         _take_error(call, getattr(error, "code", None), getattr(error, "message", None))
 
 
-class ResponsesAdapter(Adapter):
-    def __init__(
-        self,
-        capture_content: bool,
-        provider: Optional[str],
-        estimate_cost: bool = False,
-        never_stream: bool = False,
-    ) -> None:
-        super().__init__(capture_content, estimate_cost)
-        # None: detect per call from the resource's client (class-level patching).
-        self.fixed_provider = provider
-        self.never_stream = never_stream
-
+class ResponsesAdapter(OpenAIBaseAdapter):
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
-        provider = self.fixed_provider
-        if provider is None:
-            provider = detect_provider(getattr(owner, "_client", None))
-        call = CapturedLlmCall(
-            provider=provider,
-            model=model_name(kwargs.get("model", "unknown")),
-            temperature=as_number(kwargs.get("temperature")),
-            input_preview=(
-                _input_preview(kwargs.get("instructions"), kwargs.get("input"))
-                if self.capture_content
-                else None
-            ),
+        call = self.new_call(
+            self.provider_of(owner),
+            kwargs,
+            lambda: _input_preview(kwargs.get("instructions"), kwargs.get("input")),
         )
         return call, kwargs.get("stream") is True
 
