@@ -58,19 +58,20 @@ ANTHROPIC_STEPS = [
     ("anthropic/claude-p", (2, 5)),  # parse: '{"city": "Paris now", "temp": 2}'
     ("anthropic/claude-b", (2, 5)),  # beta.messages.create
     ("anthropic/claude-bs", (2, 5)),  # beta.messages.stream(): iterated
+    ("anthropic/claude-bp", (2, 5)),  # beta.messages.parse
 ]
 
 
 def check_anthropic_trace(body: Any, fake: FakeProvider, before: int) -> None:
     steps = llm_steps(body)
     assert [(s["description"], tokens(s)) for s in steps] == ANTHROPIC_STEPS
-    assert provider_calls(fake, "/messages") - before == 5  # one request per record
+    assert provider_calls(fake, "/messages") - before == 6  # one request per record
     assert all("metadata" not in s and "error" not in s for s in steps)
     usage = body["llm_usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["api_calls_count"]) == (
-        12,
-        25,
-        5,
+        14,
+        30,
+        6,
     )
 
 
@@ -99,11 +100,15 @@ def test_anthropic_stream_parse_beta_sync(
         ) as s:
             for _ in s:
                 pass
-        return [final, text, parsed.parsed_output]
+        beta = llm.beta.messages.parse(
+            model="claude-bp", max_tokens=50, messages=user("Paris now"), output_format=Weather
+        )
+        return [final, text, parsed.parsed_output, beta.parsed_output]
 
     assert run() == [
         "Echo from claude-sonnet-4-5: hello there",
         "Echo from claude-h: text stream",
+        Weather(city="Paris now", temp=2),
         Weather(city="Paris now", temp=2),
     ]
     check_anthropic_trace(only_trace(capture_server), fake, before)
@@ -134,6 +139,9 @@ def test_anthropic_stream_parse_beta_async(
         ) as s:
             async for _ in s:
                 pass
+        await llm.beta.messages.parse(
+            model="claude-bp", max_tokens=50, messages=user("Paris now"), output_format=Weather
+        )
         return [final, text]
 
     assert asyncio.run(run()) == [
@@ -148,7 +156,11 @@ def test_anthropic_tool_use_and_cache_tokens(
     capture: bool, fake: FakeProvider, capture_server: Any, client: Any
 ) -> None:
     llm = watch(anth(fake), capture_content=capture)
-    cache = {"x-fake-cached-tokens": "30", "x-fake-cache-write-tokens": "12"}
+    cache = {
+        "x-fake-cached-tokens": "30",
+        "x-fake-cache-write-tokens": "12",
+        "x-fake-reasoning-tokens": "9",
+    }
 
     @client.trace("claude tools")
     def run() -> None:
@@ -167,7 +179,12 @@ def test_anthropic_tool_use_and_cache_tokens(
         {"name": "get_weather", "arguments": WEATHER_ARGS} if capture else {"name": "get_weather"}
     )
     assert [s.get("metadata") for s in steps] == [
-        {"cached_tokens": 30, "cache_write_tokens": 12, "tool_calls": [call]},
+        {
+            "cached_tokens": 30,
+            "cache_write_tokens": 12,
+            "reasoning_tokens": 9,
+            "tool_calls": [call],
+        },
         {"tool_calls": [call]},
         {"tool_calls": [call]},
         None,

@@ -353,3 +353,60 @@ def test_gemini_function_call_and_automatic_function_calling(fake: FakeProvider)
         config=gtypes.GenerateContentConfig(tools=[get_weather]),
     )
     assert auto.text == 'Echo from gemini-2.0-flash: {"result": "sunny in Paris"}'
+
+
+def test_readme_snippet_runs() -> None:
+    """README's "Try it without an API key" snippet runs as written."""
+    import pathlib
+    import subprocess
+    import sys
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Try it without an API key", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "FakeProvider()" in code and "watch(OpenAI(" in code
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", {"messages": "not a list", "tools": 5, "stream_options": 1}),
+        ("/v1/chat/completions", [1, 2, 3]),
+        ("/v1/responses", {"input": [None, 7, {"role": "user", "content": 3}], "text": "x"}),
+        ("/v1/embeddings", {"input": 12, "dimensions": -3}),
+        ("/v1/messages", {"messages": [{"content": [None]}], "tool_choice": "auto"}),
+        ("/v1beta/models/g:generateContent", {"contents": [{"parts": "x"}], "toolConfig": 1}),
+    ],
+)
+def test_malformed_requests_get_an_answer(fake: FakeProvider, path: str, body: Any) -> None:
+    """A request body of the wrong shape is answered (never a dropped connection), and
+    the server keeps serving."""
+    req = urllib.request.Request(
+        fake.url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+            json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+        assert "fake provider cannot answer" in json.loads(err.read())["error"]["message"]
+    ok = post(fake.openai_base_url + "/responses", {"model": "m", "input": "still up"})
+    assert Response.model_validate(json.loads(ok)).output_text == "Echo from m: still up"
+
+
+def test_an_endpoint_that_fails_answers_400_and_the_server_stays_up() -> None:
+    class Broken(FakeProvider):
+        def _embeddings(self, x: Any) -> None:
+            raise ValueError("boom")
+
+    with Broken() as broken:
+        client = openai.OpenAI(base_url=broken.openai_base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="boom"):
+            client.embeddings.create(model="e", input="x")
+        assert client.responses.create(model="m", input="hi").output_text == "Echo from m: hi"

@@ -19,6 +19,10 @@ under ``base_url`` (``http://127.0.0.1:PORT/api/v1``), plus the inspection route
 ``GET /agents/{id}/traces?limit=&offset=`` (newest first) and
 ``GET /agents/{id}/traces/{trace_id}``. ``traces()`` returns the posted bodies,
 oldest first.
+
+``FakeProvider`` stands in for the OpenAI, Anthropic and Gemini APIs on loopback, so
+that ``watch()`` can be tried and tested without an API key (README, "What
+``watch()`` records").
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from types import TracebackType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from infinium import _core
+from infinium._internal.fake_provider import FakeProvider
 
-__all__ = ["LocalServer", "PromptInfo"]
+__all__ = ["FakeProvider", "LocalServer", "PromptInfo"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
