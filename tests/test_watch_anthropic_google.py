@@ -395,3 +395,47 @@ def test_gemini_errors_and_instrumentor(
     steps = llm_steps(received(capture_server)[-1])
     assert [s["description"] for s in steps] == ["google/c1", "google/c2"]
     assert steps[1]["output_preview"] == "Echo from c2: y"
+
+
+def test_gemini_automatic_function_calling_records_each_turns_calls(
+    fake: FakeProvider, capture_server: Any, client: Any
+) -> None:
+    """A chat session calls the model once per turn of automatic function calling:
+    one record each. ``models.generate_content`` makes those calls itself: its one
+    record lists the tool calls made for it, not those of the earlier turns its
+    input carries."""
+    g = watch(gem(fake), capture_content=True)
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    auto = gtypes.GenerateContentConfig(tools=[get_weather])
+
+    @client.trace("gemini chat tools")
+    def run() -> List[str]:
+        chat = g.chats.create(model="g", config=auto)
+        texts = [chat.send_message("Paris").text, chat.send_message("London").text]
+        history = chat.get_history()[:4]  # Paris: the call, its result, the answer
+        again = g.models.generate_content(
+            model="g", contents=[*history, gtypes.UserContent("Rome")], config=auto
+        )
+        return [*texts, again.text]
+
+    assert run() == [
+        'Echo from g: {"result": "sunny in Paris"}',
+        'Echo from g: {"result": "sunny in London"}',
+        'Echo from g: {"result": "sunny in Rome"}',
+    ]
+    steps = llm_steps(only_trace(capture_server))
+
+    def call(city: str) -> Any:
+        return {"tool_calls": [{"name": "get_weather", "arguments": f'{{"city": "{city}"}}'}]}
+
+    assert [s.get("metadata") for s in steps] == [
+        call("Paris"),
+        None,
+        call("London"),
+        None,
+        call("Rome"),
+    ]

@@ -19,7 +19,7 @@ package is imported except by :meth:`GoogleInstrumentor.instrument`.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._context import Adapter, CapturedLlmCall
 from ._details import add_tool_call, set_token_details
@@ -90,6 +90,22 @@ def _function_calls(call: CapturedLlmCall, content: Any) -> None:
             add_tool_call(call, name, getattr(function, "args", None))
 
 
+def _automatic_turns(history: Any) -> List[Any]:
+    """The model turns automatic function calling added to ``history``: those after
+    the last user turn that is not a function response (the history starts with the
+    call's input, a chat session's earlier turns included)."""
+    if not isinstance(history, list):
+        return []
+    turns: List[Any] = []
+    for content in reversed(history):
+        parts = getattr(content, "parts", None) or ()
+        if getattr(content, "role", None) == "model":
+            turns.append(content)
+        elif not any(getattr(p, "function_response", None) is not None for p in parts):
+            break
+    return turns[::-1]
+
+
 def _take_response(call: CapturedLlmCall, response: Any, version: bool) -> None:
     """Usage, requested function calls (and with ``version`` the model version) of one
     response or chunk."""
@@ -97,9 +113,8 @@ def _take_response(call: CapturedLlmCall, response: Any, version: bool) -> None:
     model = getattr(response, "model_version", None) if version else None
     if isinstance(model, str) and model:
         call.model = model
-    for content in getattr(response, "automatic_function_calling_history", None) or ():
-        if getattr(content, "role", None) == "model":
-            _function_calls(call, content)
+    for content in _automatic_turns(getattr(response, "automatic_function_calling_history", None)):
+        _function_calls(call, content)
     candidates = getattr(response, "candidates", None)
     if candidates:
         _function_calls(call, getattr(candidates[0], "content", None))
