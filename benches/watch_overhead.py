@@ -15,11 +15,14 @@ decorator and the body; the watched one adds the recording, the ``llm_call`` ste
 and its share of the body. Outside a trace the watched variant pays for the
 pass-through (one context-variable read).
 
-Two transports: ``loopback`` (HTTP to the fake provider, in a child process) and
+Three transports: ``loopback`` (HTTP to the fake provider, in a child process),
 ``replay`` (an ``httpx2.MockTransport`` answering each request with the bytes the
 fake provider gave the first time: the packages' own request building and parsing
-remain, the network noise goes, so the added cost is resolved to a microsecond or
-two).
+remain, the network noise goes) and ``stub`` (the client's method replaced, before
+``watch()``, by one returning the response, or an iterator over the chunks, the
+fake provider gave: what is left is the cost of the wrapper and the recording;
+the helpers ``responses.stream()`` / ``messages.stream()`` need a real response and
+are not run there).
 
 Each round times ``--calls`` calls of every variant, interleaved call by call (so
 that drift hits both alike); a figure is the median per-call time of a round, and
@@ -48,6 +51,7 @@ import openai
 import infinium
 from infinium.integrations import watch
 
+TRANSPORTS = ("loopback", "replay", "stub")
 MESSAGES = [{"role": "user", "content": "summarise the plan in three words"}]
 
 
@@ -92,6 +96,21 @@ def replay_client(real: httpx2.Client) -> httpx2.Client:
         return httpx2.Response(status, headers=headers, content=content)
 
     return httpx2.Client(transport=httpx2.MockTransport(answer))
+
+
+def stub(o: Any) -> Any:
+    """``o`` (OpenAI) with ``chat.completions.create`` and ``responses.create`` answering
+    from memory what they answered once."""
+    reply = o.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    chunks = list(
+        o.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    response = o.responses.create(model="gpt-4o", input="summarise the plan in three words")
+    o.chat.completions.create = lambda **kw: iter(chunks) if kw.get("stream") else reply
+    o.responses.create = lambda **kw: response
+    return o
 
 
 def cases(o: Any, a: Any) -> Dict[str, Callable[[], Any]]:
@@ -178,13 +197,14 @@ def run(args: argparse.Namespace, url: str) -> List[Dict[str, Any]]:
     """The table's rows: every transport x entry point x scope."""
     rows: List[Dict[str, Any]] = []
     real = httpx2.Client()
-    transports = ("loopback", "replay") if args.transport == "both" else (args.transport,)
+    transports = TRANSPORTS if args.transport == "all" else (args.transport,)
     for transport in transports:
         replay = transport == "replay"
 
-        def oai(replay: bool = replay) -> Any:
+        def oai(replay: bool = replay, stubbed: bool = transport == "stub") -> Any:
             http = replay_client(real) if replay else None
-            return openai.OpenAI(base_url=url + "/v1", api_key="x", http_client=http)
+            o = openai.OpenAI(base_url=url + "/v1", api_key="x", http_client=http)
+            return stub(o) if stubbed else o
 
         def anth(replay: bool = replay) -> Any:
             http = replay_client(real) if replay else None
@@ -193,6 +213,10 @@ def run(args: argparse.Namespace, url: str) -> List[Dict[str, Any]]:
         unwatched = cases(oai(), anth())
         watched = cases(watch(oai()), watch(anth()))
         for name in unwatched:
+            if args.only and args.only not in name:
+                continue
+            if transport == "stub" and name.endswith("stream()"):
+                continue
             for scope, plain, ours in (
                 ("untraced", unwatched[name], watched[name]),
                 ("traced", traced(unwatched[name]), traced(watched[name])),
@@ -219,9 +243,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 calls, 1 round")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
-    ap.add_argument(
-        "--transport", choices=("loopback", "replay", "both"), default="both", help="see above"
-    )
+    ap.add_argument("--only", help="only the entry points whose name contains this")
+    ap.add_argument("--transport", choices=(*TRANSPORTS, "all"), default="all", help="see above")
     args = ap.parse_args()
     if args.quick:
         args.calls, args.rounds = 20, 1

@@ -27,7 +27,7 @@ def test_watch_overhead_bench_smoke_run() -> None:
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)["rows"]
     assert {(r["transport"], r["scope"]) for r in rows} == {
-        (t, s) for t in ("loopback", "replay") for s in ("untraced", "traced")
+        (t, s) for t in ("loopback", "replay", "stub") for s in ("untraced", "traced")
     }
     assert len({r["entry point"] for r in rows}) == 5
     assert all(r["unwatched_us"] > 0 and r["watched_us"] > 0 for r in rows)
