@@ -1,6 +1,6 @@
 """OpenAI / xAI (Grok) adapters, sync and async: ``chat.completions.create`` and
 ``parse``, ``embeddings.create``, and the Responses API (``responses.create`` /
-``parse``, in :mod:`.openai_responses`).
+``parse``, in :mod:`._openai_responses`).
 
 The stream helpers need no patch of their own: ``chat.completions.stream(...)`` and
 ``responses.stream(...)`` call ``create(stream=True)`` on the same resource, so each
@@ -23,6 +23,7 @@ from ._details import (
 )
 from ._instrument import ClassInstrumentor, patch_attr, sync_and_async
 from ._openai_common import OpenAIBaseAdapter, detect_provider
+from ._openai_responses import ResponsesAdapter
 from ._values import (
     INPUT_CONTENT_LIMIT,
     OUTPUT_CONTENT_LIMIT,
@@ -30,7 +31,6 @@ from ._values import (
     model_name,
     truncate_preview,
 )
-from .openai_responses import ResponsesAdapter
 
 __all__ = ["OpenAIInstrumentor", "patch_async_openai_client", "patch_openai_client"]
 

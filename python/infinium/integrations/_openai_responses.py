@@ -102,6 +102,8 @@ def _take_response(call: CapturedLlmCall, response: Any, tools: bool) -> None:
 
 
 class ResponsesAdapter(OpenAIBaseAdapter):
+    """``responses.create`` (``parse`` with ``never_stream``)."""
+
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
