@@ -439,3 +439,28 @@ def test_gemini_automatic_function_calling_records_each_turns_calls(
         None,
         call("Rome"),
     ]
+
+
+def test_anthropic_capture_content_on_the_helpers(
+    fake: FakeProvider, capture_server: Any, async_client: Any
+) -> None:
+    llm = watch(anth(fake, anthropic.AsyncAnthropic), capture_content=True)
+
+    @async_client.trace("claude helpers, captured")
+    async def run() -> None:
+        async with llm.messages.stream(
+            model="s", max_tokens=5, system="Be brief.", messages=user("streamed")
+        ) as s:
+            await s.until_done()
+        await llm.messages.parse(
+            model="p", max_tokens=5, messages=user("Paris now"), output_format=Weather
+        )
+        await llm.beta.messages.create(model="b", max_tokens=5, messages=user("beta"))
+
+    asyncio.run(run())
+    steps = llm_steps(only_trace(capture_server))
+    assert [(s["input_preview"], s["output_preview"]) for s in steps] == [
+        ("[system] Be brief.\n[user] streamed", "Echo from s: streamed"),
+        ("[user] Paris now", '{"city": "Paris now", "temp": 2}'),
+        ("[user] beta", "Echo from b: beta"),
+    ]

@@ -500,3 +500,46 @@ def test_azure_subclass(fake: FakeProvider, capture_server: Any, client: Any) ->
         "openai/deployment",
         "openai/embedding-deployment",
     ]
+
+
+def test_capture_content_on_the_helpers(
+    fake: FakeProvider, capture_server: Any, client: Any
+) -> None:
+    llm = watch(oai(fake), capture_content=True)
+
+    @client.trace("helpers, captured")
+    def run() -> None:
+        llm.chat.completions.parse(model="p", messages=user("Paris now"), response_format=Weather)
+        with llm.chat.completions.stream(model="s", messages=user("stream helper")) as s:
+            s.until_done()
+        llm.responses.parse(model="r", input="Paris now", text_format=Weather)
+
+    run()
+    steps = llm_steps(only_trace(capture_server))
+    assert [(s["input_preview"], s["output_preview"]) for s in steps] == [
+        ("[user] Paris now", '{"city": "Paris now", "temp": 2}'),
+        ("[user] stream helper", "Echo from s: stream helper"),
+        ("[user] Paris now", '{"city": "Paris now", "temp": 2}'),
+    ]
+
+
+def test_abandoned_async_responses_stream_recorded_once(
+    fake: FakeProvider, capture_server: Any, async_client: Any
+) -> None:
+    llm = watch(oai(fake, openai.AsyncOpenAI), capture_content=True)
+
+    @async_client.trace("async abandon")
+    async def run() -> None:
+        stream = await llm.responses.create(model="long-model", input="a b", stream=True)
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                break  # after the first delta
+        async with llm.responses.stream(model="long-model", input="a b") as s:
+            async for event in s:
+                if event.type == "response.output_text.delta":
+                    break
+
+    asyncio.run(run())
+    steps = llm_steps(only_trace(capture_server))
+    assert [s["output_preview"] for s in steps] == ["Echo ", "Echo "]
+    assert all(isinstance(s["llm_call"]["latency_ms"], int) for s in steps)
