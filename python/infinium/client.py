@@ -164,15 +164,7 @@ logger = logging.getLogger("infinium.client")
 T = TypeVar("T")
 
 #: Keyword arguments ``send_task`` accepts besides the sections.
-_TOP_LEVEL_FIELDS = (
-    "llm_usage",
-    "input_summary",
-    "output_summary",
-    "steps",
-    "expected_outcome",
-    "environment",
-    "errors",
-)
+_TOP_LEVEL_FIELDS = _core.TOP_LEVEL_FIELDS
 _SEND_TASK_KWARGS = frozenset(SECTION_TYPES) | frozenset(_TOP_LEVEL_FIELDS)
 _COERCE_TYPES: Dict[str, type] = {
     **SECTION_TYPES,

@@ -37,7 +37,7 @@ use super::body::{self, Read};
 use super::faults::{Admission, Decision};
 use super::store::{new_uuid, Inserted, Record, Store};
 use super::State;
-use crate::payload::validate::MAX_PAYLOAD_SIZE;
+use crate::schema::{HEAD_FIELDS, MAX_PAYLOAD_SIZE};
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
@@ -335,14 +335,12 @@ async fn sink(state: &State, headers: &HeaderMap, body: Incoming) -> Resp {
     resp
 }
 
-const REQUIRED: [&str; 4] = ["name", "description", "current_datetime", "duration"];
-
 /// Check the posted document; `Err` is the 400 message.
 fn validate_trace(bytes: &[u8]) -> Result<(), String> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("Request body is not valid JSON: {e}"))?;
     let obj = v.as_object().ok_or("Request body must be a JSON object")?;
-    let missing: Vec<&str> = REQUIRED
+    let missing: Vec<&str> = HEAD_FIELDS
         .iter()
         .copied()
         .filter(|k| !obj.contains_key(*k))
@@ -350,13 +348,15 @@ fn validate_trace(bytes: &[u8]) -> Result<(), String> {
     if !missing.is_empty() {
         return Err(format!("Missing required field(s): {}", missing.join(", ")));
     }
-    for k in ["name", "description", "current_datetime"] {
-        if !obj.get(k).is_some_and(serde_json::Value::is_string) {
-            return Err(format!("Field '{k}' must be a string"));
+    for k in HEAD_FIELDS {
+        let (ok, kind) = if k == "duration" {
+            (obj.get(k).is_some_and(serde_json::Value::is_number), "a number")
+        } else {
+            (obj.get(k).is_some_and(serde_json::Value::is_string), "a string")
+        };
+        if !ok {
+            return Err(format!("Field '{k}' must be {kind}"));
         }
-    }
-    if !obj.get("duration").is_some_and(serde_json::Value::is_number) {
-        return Err("Field 'duration' must be a number".to_owned());
     }
     Ok(())
 }
