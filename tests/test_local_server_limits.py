@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -433,10 +434,19 @@ def test_options_are_checked_by_the_one_parser() -> None:
         ({"faults": {"seed": object()}}, "faults.seed has a value of type object"),
         ({"agent_id": ""}, "agent_id must be a non-empty agent id"),
     ]
+    loop: List[Any] = []
+    loop.append(loop)
+    cases += [
+        ({"faults": {"seed": loop}}, "faults.seed[0][0]"),
+        ({"faults": {1: 2}}, "faults must have string keys"),
+    ]
     for kwargs, message in cases:
         with pytest.raises(ConfigurationError) as e:
             LocalServer(**kwargs)
         assert message in str(e.value), (kwargs, str(e.value))
+    # Any mapping will do, read through its items().
+    srv = LocalServer(faults=types.MappingProxyType({"seed": 3, "latency_ms": 1}))
+    assert srv.core.settings()["faults"]["seed"] == 3
 
 
 def test_settings_report_the_effective_configuration() -> None:

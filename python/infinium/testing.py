@@ -52,16 +52,6 @@ def _new_secret() -> str:
     return "local-" + secrets.token_hex(16)
 
 
-def _plain(value: Any) -> Any:
-    """Mappings as dicts and sequences as lists, for the configuration parser
-    (which reads only JSON-like data and names what it cannot read)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 class LocalServer:
     """A local Infinium API server with one default agent.
 
@@ -111,11 +101,11 @@ class LocalServer:
         config: Dict[str, Any] = {
             "host": host,
             "port": port,
-            "agents": _plain(agents),
-            "prompts": _plain(prompts),
+            "agents": agents,
+            "prompts": prompts,
             "db": os.fspath(db) if db is not None else None,
             "sink": sink,
-            "faults": _plain(faults),
+            "faults": faults,
             "max_connections": max_connections,
             "header_timeout": header_timeout,
             "body_timeout": body_timeout,
@@ -250,7 +240,7 @@ class LocalServer:
     def set_faults(self, faults: Optional[Mapping[str, Any]] = None) -> None:
         """Replace the fault injection while running (``None``: no faults);
         same options as ``faults=``."""
-        self._core.set_faults(_plain(faults))
+        self._core.set_faults(faults)
 
     def clear(self) -> None:
         """Forget every stored trace and idempotency key."""

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
 use super::config::{self, Source};
@@ -18,9 +18,17 @@ use super::store::{now_rfc3339, Record};
 use super::State;
 use crate::error::Error;
 
+/// How deep a configuration value may nest (far more than any setting needs;
+/// a cycle or a runaway structure stops here instead of exhausting the stack).
+const MAX_CONFIG_DEPTH: usize = 32;
+
 /// A Python configuration value (dicts, lists, str, int, float, bool, None)
 /// as JSON; anything else is a configuration error naming `path`.
 fn to_json(obj: &Bound<'_, PyAny>, path: &str, src: &Source<'_>) -> Result<Value, Error> {
+    to_json_at(obj, path, src, 0)
+}
+
+fn to_json_at(obj: &Bound<'_, PyAny>, path: &str, src: &Source<'_>, depth: usize) -> Result<Value, Error> {
     let join = |k: &str| {
         if path.is_empty() {
             k.to_owned()
@@ -51,28 +59,63 @@ fn to_json(obj: &Bound<'_, PyAny>, path: &str, src: &Source<'_>) -> Result<Value
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::String(s.to_str()?.to_owned()));
     }
-    if let Ok(d) = obj.cast::<PyDict>() {
+    let dict = obj.cast::<PyDict>().ok();
+    let mapping = if dict.is_some() {
+        None
+    } else {
+        obj.cast::<PyMapping>().ok()
+    };
+    let items: Option<Vec<Bound<'_, PyAny>>> = if let Ok(l) = obj.cast::<PyList>() {
+        Some(l.iter().collect())
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        Some(t.iter().collect())
+    } else {
+        None
+    };
+    let here = if path.is_empty() { "configuration" } else { path };
+    if (dict.is_some() || mapping.is_some() || items.is_some()) && depth >= MAX_CONFIG_DEPTH {
+        return Err(src.err(
+            here,
+            format!("is nested more than {MAX_CONFIG_DEPTH} levels deep"),
+        ));
+    }
+    // Dicts are read as stored; another mapping through its items(), whose
+    // answer is checked.
+    let pairs: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>> = match (dict, mapping) {
+        (Some(d), _) => Some(d.iter().collect()),
+        (None, Some(m)) => {
+            let bad = || src.err(here, "is a mapping whose items() are not (key, value) pairs");
+            let listed = m.items().map_err(|_| bad())?;
+            let mut out = Vec::new();
+            for item in listed.iter() {
+                out.push(item.extract().map_err(|_| bad())?);
+            }
+            Some(out)
+        }
+        (None, None) => None,
+    };
+    if let Some(pairs) = pairs {
         let mut m = Map::new();
-        for (k, v) in d.iter() {
+        for (k, v) in pairs {
             let Ok(k) = k.cast::<PyString>() else {
-                return Err(src.err(path, "must have string keys"));
+                return Err(src.err(here, "must have string keys"));
             };
             let k = k.to_str()?.to_owned();
-            let v = to_json(&v, &join(&k), src)?;
+            let v = to_json_at(&v, &join(&k), src, depth + 1)?;
             m.insert(k, v);
         }
         return Ok(Value::Object(m));
     }
-    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        let mut out = Vec::new();
-        for (i, item) in obj.try_iter()?.enumerate() {
-            out.push(to_json(&item?, &format!("{path}[{i}]"), src)?);
+    if let Some(items) = items {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.push(to_json_at(item, &format!("{path}[{i}]"), src, depth + 1)?);
         }
         return Ok(Value::Array(out));
     }
     let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
     Err(src.err(
-        if path.is_empty() { "configuration" } else { path },
+        here,
         format!("has a value of type {type_name}, not JSON-like data"),
     ))
 }
