@@ -370,12 +370,6 @@ def test_the_documented_config_starts_a_server_whose_snippet_works(
     assert s.stop()[0] == 0
 
 
-def test_the_readme_local_server_snippet_runs(tmp_path: Path) -> None:
-    code = documented_block(ROOT / "README.md", "python", "## The local Infinium API")
-    out = run_python(code, tmp_path)
-    assert "Traceback" not in out
-
-
 # -- the anchor SDK (infinium-o2 1.2.0, separate venv) against `infinium serve` ----------
 
 

@@ -158,6 +158,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://platform.i42m.ai/api/v1"
+"""The Infinium API used when neither ``base_url`` nor ``INFINIUM_BASE_URL`` is set."""
 
 logger = logging.getLogger("infinium.client")
 

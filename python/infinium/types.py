@@ -378,7 +378,9 @@ TaskSections = Dict[
         General,
     ],
 ]
+"""Sections by attribute name (``{"customer": Customer(...)}``)."""
 ConfigDict = Dict[str, Any]
+"""A plain configuration mapping."""
 
 #: Section attribute name -> dataclass, in wire order. The names are the
 #: schema's (``_core.SECTIONS``); each section's class is its name in CamelCase

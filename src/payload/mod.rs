@@ -376,6 +376,9 @@ pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
     Ok(())
 }
 
+/// The exact body a client would send for `task_data` (a `TaskData`, or a
+/// dict of its fields): compact UTF-8 JSON bytes, validated first. A bad value
+/// raises `ValidationError` naming its path (`steps[3].metadata.when`).
 #[pyfunction]
 pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize(task_data))?;
