@@ -13,7 +13,7 @@
 mod answer;
 mod auth;
 mod body;
-pub mod config;
+mod config;
 mod faults;
 mod listen;
 mod prompts;
@@ -31,7 +31,6 @@ use pyo3::prelude::*;
 use crate::error::Error;
 use config::{FaultConfig, Limits, ServerConfig};
 use faults::Faults;
-pub use listen::{start, Running};
 use prompts::Prompt;
 use store::Store;
 
