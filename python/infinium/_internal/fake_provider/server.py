@@ -112,7 +112,10 @@ class FakeProvider:
         self.openai_base_url = self.url + "/v1"
         self.anthropic_base_url = self.url
         self.gemini_base_url = self.url
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll: close() (shutdown) waits up to one interval.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
         self._thread.start()
         self._timer = threading.Timer(max_lifetime, self.close)
         self._timer.daemon = True
