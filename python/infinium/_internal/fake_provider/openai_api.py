@@ -27,11 +27,13 @@ from .wire import (
 __all__ = ["chat_completions", "embeddings", "responses"]
 
 
-def _error(x: Exchange, status: int, model: str) -> None:
-    message = f"fake {status} for {model}"
-    x.json(
-        status, {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-    )
+def _refused(x: Exchange, model: str) -> bool:
+    """Answer the error a model named ``error-<status>`` asks for (True), or nothing."""
+    status = x.error_status(model)
+    if status:
+        error = {"message": f"fake {status} for {model}", "type": "server_error"}
+        x.json(status, {"error": dict(error, param=None, code=None)})
+    return status is not None
 
 
 def _last_user(messages: List[Dict[str, Any]]) -> str:
@@ -55,9 +57,7 @@ def _chat_schema(fmt: Dict[str, Any]) -> Any:
 
 def chat_completions(x: Exchange) -> None:
     body, model = x.body, x.model()
-    status = x.error_status(model)
-    if status:
-        _error(x, status, model)
+    if _refused(x, model):
         return
     messages = dicts(body.get("messages"))
     last = messages[-1] if messages else {}
@@ -170,9 +170,7 @@ def chat_completions(x: Exchange) -> None:
 
 def responses(x: Exchange) -> None:
     body, model = x.body, x.model()
-    status = x.error_status(model)
-    if status:
-        _error(x, status, model)
+    if _refused(x, model):
         return
     raw = body.get("input")
     items = [{"role": "user", "content": raw}] if isinstance(raw, str) else dicts(raw)
@@ -317,9 +315,7 @@ def _stream_response(
 
 def embeddings(x: Exchange) -> None:
     body, model = x.body, x.model()
-    status = x.error_status(model)
-    if status:
-        _error(x, status, model)
+    if _refused(x, model):
         return
     raw = body.get("input")
     inputs: List[Any] = [raw] if isinstance(raw, str) else list(raw or [])
