@@ -1,33 +1,31 @@
 """Background export (issue 6): queue, flush/close/stats, idempotency keys,
 outage, faults, crash, exit, fork, memory, spool overflow/corruption.
 
-Every test talks to a real loopback server: ``DedupServer`` stores traces by
-``Idempotency-Key`` (as the local API does), can be stopped and started on
-the same port (an outage is a refused connection) and injects faults.
+Every test talks to a real loopback server: the shipped local API
+(``tests/support``'s ``ApiServer``, named ``DedupServer`` here), which stores
+each trace once per ``Idempotency-Key``, can be stopped and started on the
+same port (an outage is a refused connection) and injects faults.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import multiprocessing
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 
 from infinium import AsyncInfiniumClient, InfiniumClient, ValidationError
+
+from .support.api import ApiServer as DedupServer
 
 AGENT = "3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15"
 SECRET = "sk-test-s3cr3t-value"
@@ -38,100 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FORK_IS_THE_POINT = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DedupServer:
-    """Stores each trace once per Idempotency-Key; optional faults."""
-
-    def __init__(self, port: Optional[int] = None) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/api/v1"
-        self.stored: Dict[str, bytes] = {}
-        self.posts = 0
-        self.duplicates = 0
-        self.faults: Dict[str, int] = {"503": 0, "429": 0, "drop": 0}
-        self.p503 = self.p429 = self.pdrop = 0.0
-        self.missing_key = 0
-        self._rng = random.Random(1234)
-        self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-
-    def start(self) -> DedupServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                key = self.headers.get("Idempotency-Key")
-                with server._lock:
-                    server.posts += 1
-                    roll = server._rng.random()
-                    if key is None:
-                        server.missing_key += 1
-                    if roll < server.p503:
-                        fault = "503"
-                    elif roll < server.p503 + server.p429:
-                        fault = "429"
-                    elif roll < server.p503 + server.p429 + server.pdrop:
-                        fault = "drop"
-                    else:
-                        fault = ""
-                    if fault:
-                        server.faults[fault] += 1
-                    # Half the dropped connections lose the answer after the
-                    # trace was stored: the retry must be deduplicated.
-                    store = fault == "" or (fault == "drop" and roll * 1000 % 2 < 1)
-                    if store and key is not None:
-                        if key in server.stored:
-                            server.duplicates += 1
-                        else:
-                            server.stored[key] = body
-                if fault == "drop":
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if fault == "503":
-                    self._answer(503, b'{"error":"busy"}')
-                elif fault == "429":
-                    self._answer(429, b'{"error":"slow down"}', {"Retry-After": "0"})
-                else:
-                    self._answer(200, b'{"message":"Trace received","traceId":"t"}')
-
-            def _answer(
-                self, status: int, data: bytes, extra: Optional[Dict[str, str]] = None
-            ) -> None:
-                head = [
-                    f"HTTP/1.1 {status} X",
-                    "Content-Type: application/json",
-                    f"Content-Length: {len(data)}",
-                ]
-                head += [f"{k}: {v}" for k, v in (extra or {}).items()]
-                self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
 
 
 @pytest.fixture
@@ -180,7 +84,7 @@ def test_queued_answer_flush_stats_and_key(server: DedupServer) -> None:
         key = r.data["idempotency_key"]
         assert c.flush(10) is True
         assert list(server.stored) == [key]
-        assert json.loads(server.stored[key])["name"] == "one"
+        assert server.stored[key]["name"] == "one"
         st = c.stats()
         assert {k: st[k] for k in ("queued", "in_flight", "sent", "failed", "dropped")} == {
             "queued": 0,
@@ -280,7 +184,10 @@ def test_outage_then_everything_exactly_once() -> None:
 
 @pytest.mark.timeout(120)
 def test_faults_everything_exactly_once_and_stats_consistent(server: DedupServer) -> None:
-    server.p503, server.p429, server.pdrop = 0.20, 0.05, 0.05
+    # Half the dropped connections lose the answer after the trace was
+    # stored: the retry must be deduplicated.
+    faults = {"error_5xx": 0.20, "rate_429": 0.05, "drop": 0.025, "drop_answer": 0.025}
+    server.set_faults({**faults, "retry_after": 0, "seed": 1234})
     c = bg_client(server.base_url, max_retries=3, backoff_base=0.005)
     keys = send_many(c, 10_000)
     try:
@@ -305,34 +212,14 @@ def test_permanent_rejection_counts_failed(server: DedupServer) -> None:
         background=True,
         enable_rate_limiting=False,
     )
-    server.stop()
-    srv401 = DedupServer(server.port)
-
-    class Reject(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(401)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    ThreadingHTTPServer.allow_reuse_address = True
-    httpd = ThreadingHTTPServer(("127.0.0.1", srv401.port), Reject)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
+        # The server answers 401 to the wrong secret.
         send_many(c, 3)
         assert c.flush(10) is True
         st = c.stats()
         assert st["failed"] == 3 and st["sent"] == 0
     finally:
         c.close()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
@@ -362,7 +249,7 @@ def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
     fixed = bg_client(server.base_url, spool_dir=tmp_path)
     try:
         assert wait_until(lambda: len(server.stored) == 3, 30)
-        assert sorted(json.loads(b)["name"] for b in server.stored.values()) == ["t0", "t1", "t2"]
+        assert sorted(t["name"] for t in server.stored.values()) == ["t0", "t1", "t2"]
     finally:
         fixed.close()
 
@@ -446,7 +333,8 @@ def test_backlog_with_torn_tail_is_replayed(
     d.mkdir()
     (d / "lock").touch()
     seg = d / "seg-000000.log"
-    _write_segment(seg, [b'{"name":"r%d"}' % i for i in range(3)])
+    trace = b'{"name":"r%d","description":"d","current_datetime":"t","duration":1}'
+    _write_segment(seg, [trace % i for i in range(3)])
     with open(seg, "ab") as fh:
         fh.write(b"\x40\x00\x00\x00\x01\x02")  # a torn header+payload
     with caplog.at_level(logging.WARNING, logger="infinium"):

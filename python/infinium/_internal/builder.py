@@ -26,6 +26,7 @@ from typing import (
 )
 
 from .._context import TraceContext, exception_text, iso_now
+from ..integrations._details import UsageTotals
 from ..types import (
     EnvironmentContext,
     ErrorDetail,
@@ -298,6 +299,7 @@ def recorded_step(
     output_preview: Optional[str] = None,
     error: Optional[ErrorDetail] = None,
     llm_call: Optional[LlmCall] = None,
+    metadata: Optional[Dict[str, Any]] = None,
 ) -> StepContext:
     """A step that already happened (a decorated call's ``execution`` step, a
     captured LLM call): its timing and outcome as measured, previews as given
@@ -308,6 +310,7 @@ def recorded_step(
     step._output_preview = output_preview
     step._error = error
     step._llm_call = llm_call
+    step._metadata = metadata
     return step
 
 
@@ -429,6 +432,7 @@ class TraceBuilder:
         total_completion = 0
         total_latency = 0
         llm_calls: List[LlmCall] = []
+        totals = UsageTotals()  # token details, tool calls, cost (watch() extras)
         with self._lock:
             for captured in calls:
                 if captured._open:  # a stream abandoned before its end
@@ -459,6 +463,7 @@ class TraceBuilder:
                     output_preview=captured.output_preview,
                     error=error,
                     llm_call=llm_call,
+                    metadata=totals.add(captured),
                 )
                 self._steps.append(step)
                 if captured.prompt_tokens:
@@ -468,15 +473,17 @@ class TraceBuilder:
                 if latency_ms:
                     total_latency += latency_ms
         if self._llm_usage is None:
-            self._llm_usage = LlmUsage(
-                model=common([c.model for c in llm_calls]),
-                provider=common([c.provider for c in llm_calls]),
-                prompt_tokens=total_prompt or None,
-                completion_tokens=total_completion or None,
-                total_tokens=(total_prompt + total_completion) or None,
-                api_calls_count=len(llm_calls),
-                total_latency_ms=total_latency or None,
-                calls=llm_calls,
+            self._llm_usage = totals.apply(
+                LlmUsage(
+                    model=common([c.model for c in llm_calls]),
+                    provider=common([c.provider for c in llm_calls]),
+                    prompt_tokens=total_prompt or None,
+                    completion_tokens=total_completion or None,
+                    total_tokens=(total_prompt + total_completion) or None,
+                    api_calls_count=len(llm_calls),
+                    total_latency_ms=total_latency or None,
+                    calls=llm_calls,
+                )
             )
 
     # -- build ------------------------------------------------------------------
