@@ -46,6 +46,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Listener(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: with a few dozen clients
+    # connecting at once (forked children, 8 sends each) the kernel drops
+    # SYNs, and a client retries a dropped SYN after 1 s, then 3 s, then 7 s.
+    request_queue_size = 128
+
+
 class DedupServer:
     """Stores each trace once per Idempotency-Key; optional faults."""
 
@@ -122,7 +129,7 @@ class DedupServer:
                 self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
 
         ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd = _Listener(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
