@@ -15,7 +15,11 @@ must wait for the worker to leave Python before it finalises.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 from .conftest import CaptureServer, run_script
 
@@ -44,3 +48,67 @@ def test_exit_waits_for_a_runtime_thread_inside_python(capture_server: CaptureSe
     out = run_script(sys.executable, SCRIPT.replace("BASE", repr(capture_server.base_url)))
     # run_script raised already if the process did not exit with status 0.
     assert out.splitlines() == ["main done 200", "worker left Python"]
+
+
+# --- what exit cannot deliver lands in the spool by default -------------------------
+
+EXIT_SCRIPT = r"""
+import sys
+from infinium import InfiniumClient
+kw = dict(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="agent-secret-42",
+          base_url=sys.argv[1], background=True, shutdown_timeout=1.0)
+if sys.argv[2] == "off":
+    kw["spool_dir"] = False
+c = InfiniumClient(**kw)
+for i in range(120):
+    c.send_task(name=f"e{i}", description="d", duration=1.0)
+"""
+
+
+def _exit_run(base_url: str, spool: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, base_url, spool],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_defaults_spool_what_exit_cannot_deliver(capture_server: CaptureServer) -> None:
+    """The default limiter (10/s, burst 20) cannot deliver 120 traces within
+    the shutdown timeout: the rest goes to the per-user spool, and the next
+    client for the same agent and URL delivers it."""
+    out = _exit_run(capture_server.base_url, "default")
+    at_exit = capture_server.count("POST")
+    assert 0 < at_exit < 120
+    assert "saved in the spool" in out.stderr, out.stderr
+    root = Path(os.environ["XDG_CACHE_HOME"]) / "infinium" / "spool"
+    assert list(root.rglob("seg-*.log"))
+    from infinium import InfiniumClient
+
+    c = InfiniumClient(
+        agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15",
+        agent_secret="agent-secret-42",
+        base_url=capture_server.base_url,
+        background=True,
+        enable_rate_limiting=False,
+    )
+    try:
+        assert c.stats()["claimed"] == 120 - at_exit
+        assert c.flush(30) is True
+    finally:
+        c.close()
+    names = sorted(r.json()["name"] for r in capture_server.requests)
+    assert names == sorted(f"e{i}" for i in range(120))
+    assert not list(root.rglob("seg-*"))
+
+
+def test_spool_opt_out_loses_with_a_warning(capture_server: CaptureServer) -> None:
+    out = _exit_run(capture_server.base_url, "off")
+    lost = 120 - capture_server.count("POST")
+    m = re.search(r"closed with (\d+) trace\(s\) undelivered and the spool off", out.stderr)
+    assert m is not None, out.stderr
+    # A send cut short at exit may have reached the server: counted lost.
+    assert 0 < lost <= int(m.group(1)) <= lost + 8
+    assert not (Path(os.environ["XDG_CACHE_HOME"]) / "infinium").exists()
