@@ -1,6 +1,7 @@
 //! `infinium._core`: the Rust core of the infinium SDK.
 //!
-//! One module, one job: `payload` (validation + JSON writer), `transport`
+//! One module, one job: `schema` (the trace's fields, sections and limits),
+//! `payload` (validation + JSON writer), `transport`
 //! (reqwest client, retries, status mapping), `proxy` (which proxy, from the
 //! environment, as httpx decides), `tls` (the verifying TLS setup, built
 //! once), `limiter` (GCRA), `bridge`
@@ -25,6 +26,7 @@ pub mod limiter;
 pub mod payload;
 pub mod proxy;
 pub mod runtime;
+pub mod schema;
 pub mod server;
 pub mod tls;
 pub mod transport;
@@ -49,7 +51,7 @@ fn _shutdown(py: Python<'_>) {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     runtime::register_atfork();
-    m.add("MAX_PAYLOAD_SIZE", payload::validate::MAX_PAYLOAD_SIZE)?;
+    schema::register(m)?;
     m.add_function(wrap_pyfunction!(payload::dumps, m)?)?;
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
     m.add_function(wrap_pyfunction!(payload::_set_field_reading, m)?)?;

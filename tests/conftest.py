@@ -247,13 +247,18 @@ def async_client(capture_server: CaptureServer, agent_id: str, agent_secret: str
 # --- the anchor SDK in its own venv --------------------------------------------
 
 
-def _anchor_venv_dir() -> Path:
-    base = os.environ.get("INFINIUM_TEST_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "infinium-tests"
+def cache_root() -> Path:
+    """Where the tests keep what they download or build across sessions."""
+    return Path(
+        os.environ.get("INFINIUM_TEST_CACHE")
+        or os.path.join(os.path.expanduser("~"), ".cache", "infinium-tests")
     )
+
+
+def _anchor_venv_dir() -> Path:
     # One per Python version: a differential test compares the two SDKs on
     # the same interpreter (reprs and stdlib parsing differ between versions).
-    return Path(base) / f"anchor-venv-py{sys.version_info[0]}.{sys.version_info[1]}"
+    return cache_root() / f"anchor-venv-py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def ensure_anchor_python() -> Tuple[Optional[str], str]:

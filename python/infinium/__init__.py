@@ -11,6 +11,7 @@ import atexit as _atexit
 
 from . import _core
 from . import async_client as async_client  # an attribute after `import infinium`, as the anchor's
+from ._internal.coexist import warn_if_anchor_beside as _warn_if_anchor_beside
 from .client import AsyncInfiniumClient, InfiniumClient
 from .exceptions import (
     AuthenticationError,
@@ -72,13 +73,20 @@ from .utils import (
 )
 
 __version__ = "1.2.0"
+"""The infinium-o2 release whose API this package reproduces; also the wire's
+``environment.sdk_version``, so it stays the anchor's value."""
+__distribution_version__: str = _core.__version__
+"""The installed ``infinium-rs`` version (``infinium --version``)."""
 __author__ = "Infinium"
 __email__ = "support@infinium.com"
 __description__ = "Infinium agent-tracing SDK with a Rust core"
 
-#: ``dumps(task_data) -> bytes``: the exact body a client would send for it
-#: (validated; raises ``ValidationError`` naming the offending path).
 dumps = _core.dumps
+"""``dumps(task_data) -> bytes``: the exact body a client would send for it
+(validated; raises ``ValidationError`` naming the offending path)."""
+
+# One directory listing: warn when infinium-o2 is installed beside this package.
+_warn_if_anchor_beside(__file__)
 
 # Background work must not call into Python once the interpreter shuts down.
 _atexit.register(_core._shutdown)

@@ -5,7 +5,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
+TASK_FIELDS: Tuple[str, ...]
+SECTIONS: Tuple[str, ...]
+TOP_LEVEL_FIELDS: Tuple[str, ...]
+MAX_NAME_LENGTH: int
+MAX_DESCRIPTION_LENGTH: int
+MAX_STRING_LENGTH: int
 MAX_PAYLOAD_SIZE: int
+MAX_DURATION: int
+MAX_DEPTH: int
 
 def dumps(task_data: Any) -> bytes: ...
 def dumps_value(value: Any) -> bytes: ...

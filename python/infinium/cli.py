@@ -4,6 +4,9 @@
   runs the local Infinium API until Ctrl-C (exit status 0).
 - ``infinium demo`` starts a local server in-process, sends traces through every
   way the SDK offers and prints what the server stored.
+- ``infinium doctor`` checks that ``import infinium`` is this package (and not
+  ``infinium-o2`` installed over it) and prints the commands that repair it.
+- ``infinium --version`` names the installed ``infinium-rs`` version.
 
 Subcommands are registered in :func:`build_parser`; add one with a
 ``_add_<name>(subparsers)`` function that sets ``func``.
@@ -446,15 +449,52 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``infinium`` argument parser, with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="infinium",
         description="Infinium SDK tools: a local Infinium API, a demo, spool replay.",
     )
+    _add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_serve(sub)
     _add_demo(sub)
     _add_replay(sub)
+    _add_doctor(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: computed when asked for (it imports the Rust core)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from ._internal import doctor
+
+        print(doctor.version_text())
+        parser.exit()
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the infinium-rs version and exit"
+    )
+
+
+def _add_doctor(sub: Any) -> None:
+    from ._internal import doctor
+
+    p = sub.add_parser(
+        "doctor",
+        help="check that `import infinium` is this package and say how to repair it",
+        description="Check the install: which distribution owns each file of the "
+        "`infinium` package (infinium-o2 installs the same package), whether the "
+        "running code is infinium-rs, and the commands that fix it. Exit status 1 "
+        "when something needs fixing.",
+    )
+    doctor.add_arguments(p)
+    p.set_defaults(func=doctor.run)
 
 
 def _add_replay(sub: Any) -> None:
@@ -470,6 +510,8 @@ def _add_replay(sub: Any) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``infinium`` command on ``argv`` (default: ``sys.argv[1:]``);
+    return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "func", None)

@@ -158,21 +158,14 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://platform.i42m.ai/api/v1"
+"""The Infinium API used when neither ``base_url`` nor ``INFINIUM_BASE_URL`` is set."""
 
 logger = logging.getLogger("infinium.client")
 
 T = TypeVar("T")
 
 #: Keyword arguments ``send_task`` accepts besides the sections.
-_TOP_LEVEL_FIELDS = (
-    "llm_usage",
-    "input_summary",
-    "output_summary",
-    "steps",
-    "expected_outcome",
-    "environment",
-    "errors",
-)
+_TOP_LEVEL_FIELDS = _core.TOP_LEVEL_FIELDS
 _SEND_TASK_KWARGS = frozenset(SECTION_TYPES) | frozenset(_TOP_LEVEL_FIELDS)
 _COERCE_TYPES: Dict[str, type] = {
     **SECTION_TYPES,

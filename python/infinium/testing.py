@@ -58,8 +58,8 @@ class LocalServer:
     Args:
         host: interface to bind (loopback by default).
         port: TCP port; 0 picks a free one.
-        agent_id / agent_secret: the default agent's credentials (a random UUID
-            and a random secret when omitted).
+        agent_id: the default agent's id (a random UUID when omitted).
+        agent_secret: the default agent's secret (random when omitted).
         agents: more agents, ``{agent_id: secret}``.
         prompts: Prompt Studio prompts, a list of
             ``{"id", "key", "name", "content", "version"?, "createdAt"?}`` or

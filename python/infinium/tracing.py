@@ -795,6 +795,7 @@ def add_trace_exporter(exporter: Any) -> None:
 
 
 def remove_trace_exporter(exporter: Any) -> None:
+    """Stop calling ``exporter`` (added with :func:`add_trace_exporter`); no-op if absent."""
     if exporter in _exporters:
         _exporters.remove(exporter)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
+from . import _core
+
 __all__ = [
     "ApiResponse",
     "BatchResult",
@@ -376,19 +378,14 @@ TaskSections = Dict[
         General,
     ],
 ]
+"""Sections by attribute name (``{"customer": Customer(...)}``)."""
 ConfigDict = Dict[str, Any]
+"""A plain configuration mapping."""
 
-#: Section attribute name -> dataclass, in wire order.
+#: Section attribute name -> dataclass, in wire order. The names are the
+#: schema's (``_core.SECTIONS``); each section's class is its name in CamelCase
+#: (``time_tracking`` -> ``TimeTracking``).
 SECTION_TYPES: Dict[str, type] = {
-    "time_tracking": TimeTracking,
-    "customer": Customer,
-    "support": Support,
-    "sales": Sales,
-    "marketing": Marketing,
-    "content": Content,
-    "research": Research,
-    "project": Project,
-    "development": Development,
-    "executive": Executive,
-    "general": General,
+    name: globals()["".join(part.capitalize() for part in name.split("_"))]
+    for name in _core.SECTIONS
 }

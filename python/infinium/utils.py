@@ -50,16 +50,22 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+"""The ``infinium.utils`` logger (``setup_logging`` configures it)."""
 
-MAX_NAME_LENGTH = 500
-MAX_DESCRIPTION_LENGTH = 10_000
-MAX_STRING_LENGTH = 2_000
-MAX_PAYLOAD_SIZE = 1_048_576
+# The limits are the Rust core's (one definition, shared with the serialiser).
+MAX_NAME_LENGTH: int = _core.MAX_NAME_LENGTH
+"""Longest trace ``name``, in characters."""
+MAX_DESCRIPTION_LENGTH: int = _core.MAX_DESCRIPTION_LENGTH
+"""Longest trace ``description``, in characters."""
+MAX_STRING_LENGTH: int = _core.MAX_STRING_LENGTH
+"""Longest other checked string (a Prompt Studio ``prompt_key``), in characters."""
+MAX_PAYLOAD_SIZE: int = _core.MAX_PAYLOAD_SIZE
+"""Largest request body, in bytes of the compact UTF-8 JSON actually sent."""
 
 _UUID_RE = re.compile(
     r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
 )
-_MAX_DURATION = 86_400
+_MAX_DURATION: int = _core.MAX_DURATION
 
 
 def validate_path_id(value: str, field_name: str) -> str:

@@ -15,57 +15,25 @@ use crate::error::Error;
 use pyo3::sync::PyOnceLock;
 use value::{dataclass_info, type_info, type_name, Field, SerError, Writer};
 
-/// Sections, in wire order inside `"sections"`.
-pub const SECTIONS: [&str; 11] = [
-    "time_tracking",
-    "customer",
-    "support",
-    "sales",
-    "marketing",
-    "content",
-    "research",
-    "project",
-    "development",
-    "executive",
-    "general",
-];
+use crate::schema::{self, field_index, SECTIONS, TASK_FIELDS};
 
-/// The always-present head of the body.
-const HEAD: [&str; 4] = ["name", "description", "current_datetime", "duration"];
-
-/// The other optional TaskData attributes the body reads (besides SECTIONS).
-const OTHERS: [&str; 7] = [
-    "llm_usage",
-    "input_summary",
-    "output_summary",
-    "steps",
-    "expected_outcome",
-    "environment",
-    "errors",
-];
-
-/// Every attribute of a TaskData the body reads, in `TaskData`'s declaration
-/// order (so a TaskData's instance dict is read in one in-order walk).
-fn task_fields() -> impl Iterator<Item = &'static str> {
-    HEAD.into_iter().chain(SECTIONS).chain(OTHERS)
-}
-
-// Indices into `Top::fields` (declaration order, then `_prompt_studio`).
-const NAME: usize = 0;
-const DESCRIPTION: usize = 1;
-const CURRENT_DATETIME: usize = 2;
-const DURATION: usize = 3;
-const FIRST_SECTION: usize = 4;
-const LLM_USAGE: usize = 15;
-const INPUT_SUMMARY: usize = 16;
-const OUTPUT_SUMMARY: usize = 17;
-const STEPS: usize = 18;
-const EXPECTED_OUTCOME: usize = 19;
-const ENVIRONMENT: usize = 20;
-const ERRORS: usize = 21;
+// Indices into `Top::fields`: `TaskData`'s declaration order, then the
+// Prompt Studio record.
+const NAME: usize = field_index("name");
+const DESCRIPTION: usize = field_index("description");
+const CURRENT_DATETIME: usize = field_index("current_datetime");
+const DURATION: usize = field_index("duration");
+const FIRST_SECTION: usize = field_index(SECTIONS[0]);
+const LLM_USAGE: usize = field_index("llm_usage");
+const INPUT_SUMMARY: usize = field_index("input_summary");
+const OUTPUT_SUMMARY: usize = field_index("output_summary");
+const STEPS: usize = field_index("steps");
+const EXPECTED_OUTCOME: usize = field_index("expected_outcome");
+const ENVIRONMENT: usize = field_index("environment");
+const ERRORS: usize = field_index("errors");
 /// `_prompt_studio` on an object, `prompt_studio` in a dict.
-const STUDIO: usize = 22;
-const N_TOP: usize = 23;
+const STUDIO: usize = TASK_FIELDS.len();
+const N_TOP: usize = STUDIO + 1;
 
 /// The interned names and pre-encoded keys of the body's top-level fields.
 struct Top {
@@ -80,15 +48,17 @@ static TOP: PyOnceLock<Top> = PyOnceLock::new();
 
 fn top(py: Python<'_>) -> &'static Top {
     TOP.get_or_init(py, || Top {
-        fields: task_fields()
-            .chain(["_prompt_studio"])
+        fields: TASK_FIELDS
+            .into_iter()
+            .chain([schema::PROMPT_STUDIO_ATTR])
             .map(|n| Field::new(py, n))
             .collect(),
-        dict_keys: task_fields()
-            .chain(["prompt_studio"])
+        dict_keys: TASK_FIELDS
+            .into_iter()
+            .chain([schema::PROMPT_STUDIO_KEY])
             .map(|n| Field::new(py, n))
             .collect(),
-        sections: Field::new(py, "sections"),
+        sections: Field::new(py, schema::SECTIONS_KEY),
     })
 }
 
@@ -178,8 +148,8 @@ pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, E
 
     let none = py.None().into_bound(py);
     let get = |i: usize| values[i].as_ref().unwrap_or(&none);
-    validate::required_text(get(NAME), "name", validate::MAX_NAME_LENGTH)?;
-    validate::required_text(get(DESCRIPTION), "description", validate::MAX_DESCRIPTION_LENGTH)?;
+    validate::required_text(get(NAME), "name", schema::MAX_NAME_LENGTH)?;
+    validate::required_text(get(DESCRIPTION), "description", schema::MAX_DESCRIPTION_LENGTH)?;
     validate::duration(get(DURATION))?;
     validate::current_datetime(get(CURRENT_DATETIME))?;
 
@@ -187,14 +157,14 @@ pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, E
     let hint = LAST_SIZE.load(std::sync::atomic::Ordering::Relaxed);
     let mut w = Writer::with_buf(py, buf);
     w.buf
-        .reserve((hint + hint / 8).clamp(512, validate::MAX_PAYLOAD_SIZE));
+        .reserve((hint + hint / 8).clamp(512, schema::MAX_PAYLOAD_SIZE));
     write_body(&mut w, top, &values).map_err(to_error)?;
     LAST_SIZE.store(w.buf.len(), std::sync::atomic::Ordering::Relaxed);
-    if w.buf.len() > validate::MAX_PAYLOAD_SIZE {
+    if w.buf.len() > schema::MAX_PAYLOAD_SIZE {
         return Err(Error::validation(
             format!(
                 "Payload exceeds maximum size of {} bytes",
-                validate::MAX_PAYLOAD_SIZE
+                schema::MAX_PAYLOAD_SIZE
             ),
             None,
         ));
@@ -406,6 +376,9 @@ pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
     Ok(())
 }
 
+/// The exact body a client would send for `task_data` (a `TaskData`, or a
+/// dict of its fields): compact UTF-8 JSON bytes, validated first. A bad value
+/// raises `ValidationError` naming its path (`steps[3].metadata.when`).
 #[pyfunction]
 pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize(task_data))?;

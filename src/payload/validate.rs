@@ -7,10 +7,7 @@ use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 use super::value::{str_utf8, text_facts};
 use crate::error::Error;
 
-pub const MAX_NAME_LENGTH: usize = 500;
-pub const MAX_DESCRIPTION_LENGTH: usize = 10_000;
-pub const MAX_PAYLOAD_SIZE: usize = 1_048_576;
-pub const MAX_DURATION: f64 = 86_400.0;
+use crate::schema::MAX_DURATION;
 
 fn invalid(message: impl Into<String>, field: &str) -> Error {
     Error::validation(message, Some(field))
@@ -61,9 +58,9 @@ pub fn check_duration(d: f64) -> Result<(), Error> {
     if d < 0.0 {
         return Err(invalid("duration must be non-negative", "duration"));
     }
-    if d > MAX_DURATION {
+    if d > f64::from(MAX_DURATION) {
         return Err(invalid(
-            "duration cannot exceed 86400 seconds (24 hours)",
+            format!("duration cannot exceed {MAX_DURATION} seconds (24 hours)"),
             "duration",
         ));
     }

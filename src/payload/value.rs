@@ -26,7 +26,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyT
 
 use super::encode::{write_f64, write_i64, write_str, write_u64};
 
-pub const MAX_DEPTH: usize = 64;
+use crate::schema::MAX_DEPTH;
 
 /// One step of the path to a value, for error messages.
 #[derive(Debug, Clone)]

@@ -34,7 +34,7 @@ use super::store::{json_str, new_uuid, Inserted, Record, Store};
 use super::State;
 
 /// Largest accepted trace body, as in the SDK (`MAX_PAYLOAD_SIZE`).
-pub const MAX_BODY: usize = 1_048_576;
+pub const MAX_BODY: usize = crate::schema::MAX_PAYLOAD_SIZE;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
