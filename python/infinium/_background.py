@@ -36,6 +36,7 @@ from types import FrameType
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _core
+from ._internal.spool_dir import default_spool_root
 from .exceptions import ConfigurationError
 
 logger = logging.getLogger("infinium")
@@ -71,15 +72,6 @@ STAT_KEYS = (
 
 def empty_stats() -> Dict[str, int]:
     return dict.fromkeys(STAT_KEYS, 0)
-
-
-def default_spool_root() -> str:
-    """The per-user spool directory: ``$XDG_CACHE_HOME/infinium/spool``
-    (when that is an absolute path), else ``~/.cache/infinium/spool``."""
-    cache = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(cache):
-        cache = os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "infinium", "spool")
 
 
 SpoolDir = Union[None, bool, str, "os.PathLike[str]"]

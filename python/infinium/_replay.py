@@ -23,7 +23,9 @@ import sys
 import time
 from typing import List, Optional, Sequence, TextIO, Tuple
 
-from . import _background, _core
+# Nothing else of the package is imported before the command runs: the
+# command line (and `infinium doctor`) must start even when it is broken.
+from ._internal.spool_dir import default_spool_root
 
 
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
@@ -34,7 +36,7 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
         "dir",
         nargs="?",
         default=None,
-        help=f"the spool directory (default: {_background.default_spool_root()})",
+        help=f"the spool directory (default: {default_spool_root()})",
     )
     p.add_argument(
         "--base-url",
@@ -59,6 +61,8 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
 
 def agents_in(spool: str) -> List[str]:
     """The agent ids that have a backlog under ``spool``."""
+    from . import _core
+
     return sorted({t[1] for t in _core.Exporter.spool_targets(spool) if t[4] > 0})
 
 
@@ -78,8 +82,10 @@ def replay_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import _core
+
     err = sys.stderr
-    spool = args.dir if args.dir is not None else _background.default_spool_root()
+    spool = args.dir if args.dir is not None else default_spool_root()
     if not os.path.isdir(spool):
         if args.dir is None:
             print(f"nothing to replay in {spool}")
