@@ -207,7 +207,14 @@ def close(exporter: _core.Exporter, timeout: float) -> bool:
 
 async def close_async(exporter: _core.Exporter, timeout: float) -> bool:
     forget(exporter)
-    done = await exporter.close_async(timeout)
+    try:
+        done = await exporter.close_async(timeout)
+    except BaseException:
+        # Cancelled: the close goes on as a task; the exit hook waits for
+        # it (and spools what is left) if the program ends first.
+        with _lock:
+            _live[id(exporter)] = (exporter, float(timeout))
+        raise
     log_warnings(exporter)
     return bool(done)
 

@@ -108,6 +108,8 @@ pub struct Inner {
     /// were dropped answers false.
     flush_dropped: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Held while closing: a second close waits for the first to finish.
+    shutting: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -140,6 +142,7 @@ impl Inner {
             drop_reason: Mutex::new(String::new()),
             flush_dropped: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            shutting: tokio::sync::Mutex::new(()),
         });
         // The backlog of exporters that are gone is ours from the start:
         // counted in `stats()`, waited for by `flush()`.
@@ -295,8 +298,13 @@ impl Inner {
             let notified = self.progress.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.state.lock().flushed(mark) {
-                break true;
+            {
+                let st = self.state.lock();
+                // Closed: what is not delivered is in the spool; nothing
+                // more will be delivered by this exporter.
+                if st.flushed(mark) || st.closed {
+                    break st.flushed(mark);
+                }
             }
             match deadline {
                 Some(d) => {
@@ -323,6 +331,7 @@ impl Inner {
     /// Stop the workers, then spool (or count as dropped) what is left in
     /// memory and release the spool. Idempotent.
     async fn shut(&self) {
+        let _closing = self.shutting.lock().await;
         self.state.lock().closed = true;
         let _ = self.stop.send(true);
         let tasks = std::mem::take(&mut *self.tasks.lock());
