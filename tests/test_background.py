@@ -489,9 +489,12 @@ def test_fork_children_get_fresh_exporters(server: DedupServer) -> None:
         # What a child could not deliver within its shutdown_timeout is in
         # the spool, which this process (same agent and URL) takes over.
         assert wait_until(lambda: len(server.stored) == 500, 30), len(server.stored)
-        assert server.duplicates == 0
+        assert c.flush(20)  # (now covering what it took over)
         st = c.stats()
         assert st["sent"] == 100 + st["claimed"], st
+        # No child sent the parent's queue again; only a send a child cut
+        # short at exit (and spooled) may arrive twice, deduplicated by key.
+        assert server.duplicates <= st["claimed"]
     finally:
         _fork_client = None
         c.close()

@@ -250,15 +250,23 @@ impl Inner {
     fn complete(&self, seq: u64, done: Done) {
         match done {
             Done::Sent | Done::Failed(_) => {
-                let item = self.state.lock().finish(seq);
-                if let Done::Failed(msg) = &done {
-                    Counters::add(&self.counters.failed, 1);
-                    self.warn(format!("background export: trace rejected by the server: {msg}"));
-                } else {
-                    Counters::add(&self.counters.sent, 1);
-                    if item.as_ref().is_some_and(|i| i.replayed) {
-                        Counters::add(&self.counters.replayed, 1);
+                let item = {
+                    // Counted before it stops being outstanding: a flush
+                    // that returns sees the counters of what it waited for.
+                    let mut st = self.state.lock();
+                    let c = &self.counters;
+                    if matches!(done, Done::Failed(_)) {
+                        Counters::add(&c.failed, 1);
+                    } else {
+                        Counters::add(&c.sent, 1);
+                        if st.in_flight.get(&seq).is_some_and(|i| i.replayed) {
+                            Counters::add(&c.replayed, 1);
+                        }
                     }
+                    st.finish(seq)
+                };
+                if let Done::Failed(msg) = &done {
+                    self.warn(format!("background export: trace rejected by the server: {msg}"));
                 }
                 // A rejected trace is removed from the spool as well: it
                 // would be rejected again.
