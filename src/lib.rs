@@ -54,6 +54,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     schema::register(m)?;
     m.add_function(wrap_pyfunction!(payload::dumps, m)?)?;
     m.add_function(wrap_pyfunction!(payload::dumps_value, m)?)?;
+    payload::validate::register(m)?;
+    m.add_function(wrap_pyfunction!(payload::validate_payload_size, m)?)?;
+    #[cfg(debug_assertions)]
     m.add_function(wrap_pyfunction!(payload::_set_field_reading, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(clock::iso_now, m)?)?;

@@ -1,124 +1,26 @@
-"""Shared by the background export tests: ``DedupServer`` (a loopback
-server that stores traces by ``Idempotency-Key``, as the local API does, can
-be stopped and started on the same port, and injects faults), clients, and
-helpers that write spool segments directly."""
+"""Shared by the background export tests: the loopback server (the shipped
+local API, ``tests/support``'s ``ApiServer``, named ``DedupServer`` here: it
+stores each trace once per ``Idempotency-Key``, can be stopped and started on
+the same port and injects faults), clients, and helpers that write spool
+segments directly."""
 
 from __future__ import annotations
 
-import random
-import socket
-import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Iterator, List
 
 from infinium import InfiniumClient, _core
 
-AGENT = "3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15"
-SECRET = "sk-test-s3cr3t-value"
+from .support.api import AGENT_ID as AGENT
+from .support.api import AGENT_SECRET as SECRET
+from .support.api import ApiServer as DedupServer
 
+__all__ = ["AGENT", "SECRET", "DedupServer"]
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Listener(ThreadingHTTPServer):
-    # socketserver's default listen backlog is 5: with a few dozen clients
-    # connecting at once (forked children, 8 sends each) the kernel drops
-    # SYNs, and a client retries a dropped SYN after 1 s, then 3 s, then 7 s.
-    request_queue_size = 128
-
-
-class DedupServer:
-    """Stores each trace once per Idempotency-Key; optional faults."""
-
-    def __init__(self, port: Optional[int] = None) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/api/v1"
-        self.stored: Dict[str, bytes] = {}
-        self.posts = 0
-        self.duplicates = 0
-        self.faults: Dict[str, int] = {"503": 0, "429": 0, "drop": 0}
-        self.p503 = self.p429 = self.pdrop = 0.0
-        self.missing_key = 0
-        self._rng = random.Random(1234)
-        self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-
-    def start(self) -> DedupServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                key = self.headers.get("Idempotency-Key")
-                with server._lock:
-                    server.posts += 1
-                    roll = server._rng.random()
-                    if key is None:
-                        server.missing_key += 1
-                    if roll < server.p503:
-                        fault = "503"
-                    elif roll < server.p503 + server.p429:
-                        fault = "429"
-                    elif roll < server.p503 + server.p429 + server.pdrop:
-                        fault = "drop"
-                    else:
-                        fault = ""
-                    if fault:
-                        server.faults[fault] += 1
-                    # Half the dropped connections lose the answer after the
-                    # trace was stored: the retry must be deduplicated.
-                    store = fault == "" or (fault == "drop" and roll * 1000 % 2 < 1)
-                    if store and key is not None:
-                        if key in server.stored:
-                            server.duplicates += 1
-                        else:
-                            server.stored[key] = body
-                if fault == "drop":
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if fault == "503":
-                    self._answer(503, b'{"error":"busy"}')
-                elif fault == "429":
-                    self._answer(429, b'{"error":"slow down"}', {"Retry-After": "0"})
-                else:
-                    self._answer(200, b'{"message":"Trace received","traceId":"t"}')
-
-            def _answer(
-                self, status: int, data: bytes, extra: Optional[Dict[str, str]] = None
-            ) -> None:
-                head = [
-                    f"HTTP/1.1 {status} X",
-                    "Content-Type: application/json",
-                    f"Content-Length: {len(data)}",
-                ]
-                head += [f"{k}: {v}" for k, v in (extra or {}).items()]
-                self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = _Listener(("127.0.0.1", self.port), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+#: A trace the local API accepts, with a ``%d`` for its number.
+TRACE = b'{"name":"r%d","description":"d","current_datetime":"2026-01-02T03:04:05Z","duration":1}'
 
 
 def running() -> Iterator[DedupServer]:
@@ -146,11 +48,6 @@ def send_many(client: Any, n: int, prefix: str = "t") -> List[str]:
     return keys
 
 
-def spool_files(root: Path) -> List[Path]:
-    """Segment and acknowledgement files left under a spool root."""
-    return sorted(root.rglob("seg-*"))
-
-
 def wait_until(cond: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,6 +55,11 @@ def wait_until(cond: Any, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return bool(cond())
+
+
+def spool_files(root: Path) -> List[Path]:
+    """Segment and acknowledgement files left under a spool root."""
+    return sorted(root.rglob("seg-*"))
 
 
 def encode_record(key: str, body: bytes) -> bytes:

@@ -1,15 +1,16 @@
-"""Background export: queue, flush/close/stats, idempotency keys, outage,
-faults, crash, exit, fork, memory, spool overflow/corruption.
+"""Background export: queue, flush/close/stats, idempotency keys,
+outage, faults, crash, exit, fork, memory, spool overflow/corruption.
 
-Every test talks to a real loopback server: ``DedupServer`` stores traces by
-``Idempotency-Key`` (as the local API does), can be stopped and started on
-the same port (an outage is a refused connection) and injects faults.
+Every test talks to a real loopback server: the shipped local API
+(``tests/support``'s ``ApiServer``, named ``DedupServer`` here), which stores
+each trace once per ``Idempotency-Key``, can be stopped and started on the
+same port (an outage is a refused connection) and injects faults. The spool
+tests are in ``test_spool``; the helpers both use in ``background_support``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import multiprocessing
 import os
@@ -17,9 +18,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -30,6 +29,7 @@ from infinium import AsyncInfiniumClient, InfiniumClient, ValidationError
 from .background_support import (
     AGENT,
     SECRET,
+    TRACE,
     DedupServer,
     bg_client,
     orphan_dir,
@@ -62,7 +62,7 @@ def test_queued_answer_flush_stats_and_key(server: DedupServer) -> None:
         key = r.data["idempotency_key"]
         assert c.flush(10) is True
         assert list(server.stored) == [key]
-        assert json.loads(server.stored[key])["name"] == "one"
+        assert server.stored[key]["name"] == "one"
         st = c.stats()
         assert {k: st[k] for k in ("queued", "in_flight", "sent", "failed", "dropped")} == {
             "queued": 0,
@@ -162,7 +162,10 @@ def test_outage_then_everything_exactly_once() -> None:
 
 @pytest.mark.timeout(120)
 def test_faults_everything_exactly_once_and_stats_consistent(server: DedupServer) -> None:
-    server.p503, server.p429, server.pdrop = 0.20, 0.05, 0.05
+    # Half the dropped connections lose the answer after the trace was
+    # stored: the retry must be deduplicated.
+    faults = {"error_5xx": 0.20, "rate_429": 0.05, "drop": 0.025, "drop_answer": 0.025}
+    server.set_faults({**faults, "retry_after": 0, "seed": 1234})
     c = bg_client(server.base_url, max_retries=3, backoff_base=0.005)
     keys = send_many(c, 10_000)
     try:
@@ -187,34 +190,14 @@ def test_permanent_rejection_counts_failed(server: DedupServer) -> None:
         background=True,
         enable_rate_limiting=False,
     )
-    server.stop()
-    srv401 = DedupServer(server.port)
-
-    class Reject(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(401)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    ThreadingHTTPServer.allow_reuse_address = True
-    httpd = ThreadingHTTPServer(("127.0.0.1", srv401.port), Reject)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
+        # The server answers 401 to the wrong secret.
         send_many(c, 3)
         assert c.flush(10) is True
         st = c.stats()
         assert st["failed"] == 3 and st["sent"] == 0
     finally:
         c.close()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
@@ -249,7 +232,7 @@ def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
 
     argv = [str(tmp_path), "--base-url", bad, "--to", server.base_url, "--agent-secret", SECRET]
     assert replay_main([*argv, "--no-rate-limit", "-q"]) == 0
-    assert sorted(json.loads(b)["name"] for b in server.stored.values()) == ["t0", "t1", "t2"]
+    assert sorted(t["name"] for t in server.stored.values()) == ["t0", "t1", "t2"]
     assert spool_files(tmp_path) == []
 
 
@@ -318,12 +301,14 @@ def test_backlog_with_torn_tail_is_replayed(
 ) -> None:
     d = orphan_dir(tmp_path, server.base_url)
     seg = d / "seg-000000.log"
-    write_segment(seg, [b'{"name":"r%d"}' % i for i in range(3)])
+    write_segment(seg, [TRACE % i for i in range(3)])
     with open(seg, "ab") as fh:
         fh.write(b"\x40\x00\x00\x00\x01\x02")  # a torn header+payload
+    server.stop()  # (so that the counts below cannot move yet)
     with caplog.at_level(logging.WARNING, logger="infinium"):
         c = bg_client(server.base_url, spool_dir=tmp_path)
         assert c.stats()["spool_backlog"] == 3
+        server.start()
         assert c.flush(20) is True
         assert len(server.stored) == 3
         st = c.stats()

@@ -3,6 +3,7 @@ anchor SDK posting to it, and ``demo``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -20,20 +21,23 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from infinium.cli import DEV_AGENT_ID, DEV_AGENT_SECRET, main
+from infinium.cli import _SERVE_FLAGS, DEV_AGENT_ID, DEV_AGENT_SECRET, build_parser, main
 
 CLI = [sys.executable, "-m", "infinium.cli"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Served:
     """``infinium serve ...`` running as a subprocess."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, cwd: Optional[Path] = None) -> None:
         self.proc = subprocess.Popen(
             [*CLI, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=cwd,
+            env=ours_env(),
         )
         self.lines: List[str] = []
         assert self.proc.stdout is not None
@@ -66,12 +70,21 @@ class Served:
             self.proc.communicate(timeout=10)
 
 
+def ours_env() -> Dict[str, str]:
+    """The environment for a subprocess that must import this worktree's infinium."""
+    import infinium
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(infinium.__file__).resolve().parent.parent)
+    return env
+
+
 @pytest.fixture
 def serve_factory() -> Iterator[Any]:
     started: List[Served] = []
 
-    def make(*args: str) -> Served:
-        s = Served(*args)
+    def make(*args: str, cwd: Optional[Path] = None) -> Served:
+        s = Served(*args, cwd=cwd)
         started.append(s)
         return s
 
@@ -218,6 +231,143 @@ def test_console_script_is_installed() -> None:
         pytest.skip("the infinium console script is not installed next to this python")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+def serve_subparser() -> Any:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["serve"]
+
+
+def test_every_serve_flag_has_help_and_is_documented() -> None:
+    serve = serve_subparser()
+    flags = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) >= 20
+    missing = [a.option_strings[0] for a in flags if not (a.help or "").strip()]
+    assert missing == []
+    docs = (ROOT / "docs" / "local-api.md").read_text()
+    undocumented = [a.option_strings[0] for a in flags if a.option_strings[0] not in docs]
+    assert undocumented == []
+    # Every flag maps onto a configuration setting (errors name it).
+    assert {f for f, _, _ in _SERVE_FLAGS} == {
+        a.option_strings[0] for a in flags if a.dest != "config"
+    }
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--fault-5xx", "2"], "--fault-5xx must be a number from 0 to 1"),
+        (["--fault-5xx", "nan"], "--fault-5xx must be a finite number"),
+        (["--fault-drop", "0.6", "--fault-5xx", "0.6"], "(--fault-5xx + --fault-drop) add up"),
+        (["--latency-ms", "-1"], "--latency-ms must be a non-negative integer"),
+        (["--status-5xx", "404"], "--status-5xx must be a status from 500 to 599"),
+        (["--port", "70000"], "--port must be an integer from 0 to 65535"),
+        (["--capacity", "-2"], "--capacity must be a non-negative integer"),
+        (["--header-timeout", "0"], "--header-timeout must be a number of seconds above 0"),
+        (["--max-connections", "0"], "--max-connections must be an integer from 1"),
+        (["--agent-id", " ", "--agent-secret", "k"], "--agent-id must be a non-empty agent id"),
+        (["--agent-id", "a", "--agent-secret", ""], "--agent-secret must be a non-empty secret"),
+        (["--agent-id", "a"], "--agent-id and --agent-secret go together"),
+        (["--db", ""], "--db must be a file path"),
+    ],
+)
+def test_serve_errors_name_the_flag_typed(
+    argv: List[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err
+
+
+def test_serve_flag_syntax_errors_come_from_argparse_and_abbreviations_are_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv, message in (
+        (["--fault-5xx", "x"], "argument --fault-5xx: invalid float value: 'x'"),
+        (["--over-capacity", "drop"], "argument --over-capacity: invalid choice: 'drop'"),
+        (["--latency", "5"], "unrecognized arguments: --latency"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(["serve", *argv])
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_config_file_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "local.json"
+    for doc, message in (
+        ({"faults": {"drop": 2}}, "local.json: faults.drop must be a number from 0 to 1"),
+        ({"agents": [{"id": "a"}]}, "local.json: agents[0].key must be a string"),
+        ({"prompts": {"p": {"key": "k"}}}, "local.json: prompts.p.content must be a string"),
+        ([1, 2], "local.json: the configuration must be an object"),
+    ):
+        path.write_text(json.dumps(doc))
+        proc = subprocess.run(
+            [*CLI, "serve", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=ours_env(),
+        )
+        assert proc.returncode == 2
+        assert message in proc.stderr, proc.stderr
+    path.write_text("{not json")
+    proc = subprocess.run(
+        [*CLI, "serve", "--config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode != 0 and "is not valid JSON" in proc.stderr
+
+
+def documented_block(path: Path, lang: str, after: str) -> str:
+    """The first ``lang`` code block after the line starting with ``after``."""
+    text = path.read_text()
+    start = text.index(after)
+    m = re.search(rf"```{lang}\n(.*?)```", text[start:], re.S)
+    assert m is not None, f"no {lang} block after {after!r} in {path}"
+    return m.group(1)
+
+
+def run_python(code: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=ours_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_documented_config_starts_a_server_whose_snippet_works(
+    serve_factory: Any, tmp_path: Path
+) -> None:
+    doc = documented_block(ROOT / "docs" / "local-api.md", "json", "## Config file")
+    cfg = json.loads(doc)
+    (tmp_path / "local.json").write_text(doc)
+    s = serve_factory("--config", "local.json", cwd=tmp_path)
+    agent_id, secret = next(iter(cfg["agents"].items()))
+    assert f"agent_id:     {agent_id}" in s.banner
+    assert f"SQLite {tmp_path / 'traces.db'}" in s.banner
+    # The snippet, exactly as printed (indented by four spaces in the banner).
+    lines = s.banner.split("Use it from Python:\n", 1)[1].split("\nInspect:", 1)[0]
+    snippet = textwrap.dedent(lines)
+    assert "from infinium import InfiniumClient" in snippet
+    out = run_python(snippet, tmp_path)
+    assert "success=True" in out or "'traceId'" in out, out
+    auth = {"x-agent-id": agent_id, "x-agent-key": secret}
+    _, page = call(f"{s.base_url}/agents/{agent_id}/traces", headers=auth)
+    assert [r["trace"]["name"] for r in page["traces"]] == ["hello"]
+    prompt = cfg["prompts"][0]
+    status, got = call(
+        f"{s.base_url}/prompts/{prompt['id']}/v/latest",
+        headers={"x-prompt-id": prompt["id"], "x-prompt-key": prompt["key"]},
+    )
+    assert status == 200 and got["content"] == "Hi {{name}}!"
+    assert s.stop()[0] == 0
 
 
 # -- the anchor SDK (infinium-o2 1.2.0, separate venv) against `infinium serve` ----------

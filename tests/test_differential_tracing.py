@@ -19,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fake_provider import FakeProvider
 
+from .conftest import run_script
+
 
 def client_prelude(cls: str = "InfiniumClient") -> str:
     """The start of every script here: ``env``, and a ``client`` of class ``cls``
@@ -137,7 +139,6 @@ def run_under(
 ) -> Tuple[str, List[Dict[str, Any]]]:
     """Run ``script`` with ``python`` against the capture ``server``: its output
     and the trace bodies it posted."""
-    run_script = sys.modules[type(server).__module__].run_script  # tests/conftest.py
     start = len(server.requests)
     out = run_script(
         python,

@@ -121,7 +121,7 @@ def test_pool_terminate_loses_nothing(
 LOCK_SCRIPT = r"""
 import os, sys, time
 from infinium import InfiniumClient
-c = InfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="secret-123",
+c = InfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="sk-test-s3cr3t-value",
                    base_url=sys.argv[1], background=True, durable=True, spool_dir=sys.argv[2])
 for i in range(50):
     c.send_task(name="p%d" % i, description="d", duration=1.0)
@@ -156,7 +156,7 @@ def test_a_forked_child_does_not_keep_a_dead_parents_backlog_locked(tmp_path: Pa
         srv.start()
         c = InfiniumClient(
             agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15",
-            agent_secret="secret-123",
+            agent_secret="sk-test-s3cr3t-value",
             base_url=srv.base_url,
             background=True,
             enable_rate_limiting=False,

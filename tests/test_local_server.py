@@ -12,77 +12,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from infinium import _core
 from infinium.exceptions import ConfigurationError, InfiniumError
 from infinium.testing import LocalServer
 
+from .support.api import Http, trace_body
+
 MIB = 1_048_576
-
-
-def trace_body(name: str = "task", **extra: Any) -> Dict[str, Any]:
-    body: Dict[str, Any] = {
-        "name": name,
-        "description": "a test trace",
-        "current_datetime": "2026-01-02T03:04:05.123456Z",
-        "duration": 1.25,
-    }
-    body.update(extra)
-    return body
-
-
-class Http:
-    """A keep-alive HTTP/1.1 connection to one server."""
-
-    def __init__(self, srv: LocalServer) -> None:
-        self.srv = srv
-        self.conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Optional[bytes] = None,
-        headers: Optional[Dict[str, str]] = None,
-        prefix: str = "/api/v1",
-    ) -> Tuple[int, Dict[str, str], Any]:
-        self.conn.request(method, prefix + path, body=body, headers=headers or {})
-        resp = self.conn.getresponse()
-        raw = resp.read()
-        hdrs = {k.lower(): v for k, v in resp.getheaders()}
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = raw
-        if hdrs.get("connection", "").lower() == "close":
-            self.conn.close()
-        return resp.status, hdrs, data
-
-    def auth(self, agent_id: Optional[str] = None, key: Optional[str] = None) -> Dict[str, str]:
-        return {
-            "x-agent-id": agent_id if agent_id is not None else self.srv.agent_id,
-            "x-agent-key": key if key is not None else self.srv.agent_secret,
-        }
-
-    def post_trace(
-        self,
-        body: Any = None,
-        agent_id: Optional[str] = None,
-        headers: Optional[Dict[str, str]] = None,
-        raw: Optional[bytes] = None,
-    ) -> Tuple[int, Dict[str, str], Any]:
-        aid = agent_id if agent_id is not None else self.srv.agent_id
-        data = raw if raw is not None else json.dumps(body or trace_body()).encode()
-        h = {"Content-Type": "application/json", **self.auth()}
-        h.update(headers or {})
-        return self.request("POST", f"/agents/{aid}/trace", data, h)
-
-    def get(
-        self, path: str, headers: Optional[Dict[str, str]] = None
-    ) -> Tuple[int, Dict[str, str], Any]:
-        return self.request("GET", path, None, self.auth() if headers is None else headers)
 
 
 @pytest.fixture
@@ -138,7 +73,7 @@ def test_bad_options_raise_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         LocalServer(prompts=[{"id": "x", "content": "no key"}])
     with pytest.raises(ConfigurationError):
-        _core.LocalServer(agents={"a": ""})
+        LocalServer(agents={"a": ""})
 
 
 def test_restart_keeps_memory_traces(srv: LocalServer, client: Http) -> None:
@@ -524,9 +459,10 @@ def test_prompt_errors(srv: LocalServer, client: Http) -> None:
     assert status == 401 and data["error"] == "Invalid prompt credentials"
     status, _, data = prompt_get(client, p.prompt_id, "1", p.prompt_key, hid=str(uuid.uuid4()))
     assert status == 401 and "does not match" in data["error"]
+    # An unknown prompt id is answered as a wrong key (ids cannot be probed).
     unknown = str(uuid.uuid4())
     status, _, data = prompt_get(client, unknown, "latest", "k")
-    assert status == 404 and "not found" in data["error"]
+    assert status == 401 and data["error"] == "Invalid prompt credentials"
     status, _, data = prompt_get(client, p.prompt_id, "2", p.prompt_key)
     assert status == 404 and "no version 2" in data["error"]
     for bad in ("0", "-1", "v2", "1.5"):

@@ -10,7 +10,6 @@ own ``XDG_CACHE_HOME``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from infinium import ConfigurationError, InfiniumClient
 from .background_support import (
     AGENT,
     SECRET,
+    TRACE,
     DedupServer,
     bg_client,
     encode_record,
@@ -189,7 +189,7 @@ def test_damaged_segments_cost_only_the_damaged_records(
     """Torn writes, a flipped bit, a truncated file, bad lengths and a garbage
     .ack file, written into segments directly: every intact record is
     delivered, the damage is counted and reported, nothing is skipped."""
-    bodies = [b'{"name":"r%d"}' % i for i in range(40)]
+    bodies = [TRACE % i for i in range(40)]
     d = orphan_dir(tmp_path, server.base_url)
     expected: List[str] = []
 
@@ -382,5 +382,5 @@ def test_flush_is_false_when_the_queue_dropped_traces(server: DedupServer, caplo
         assert c.flush(30) is True
     finally:
         c.close()
-    names = sorted(json.loads(b)["name"] for b in server.stored.values())
+    names = sorted(t["name"] for t in server.stored.values())
     assert names[:3] == ["later0", "later1", "later2"] and "t19" in names

@@ -6,15 +6,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import sys
-from typing import Any, Dict, Iterator, List
+from typing import Any, Iterator, List
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from fake_provider import FakeProvider
 from infinium.integrations import (
     AnthropicInstrumentor,
     GoogleInstrumentor,
@@ -22,39 +18,18 @@ from infinium.integrations import (
     watch,
 )
 
+from .fake_provider import FakeProvider
+from .watch_helpers import USER, anth, gem, llm_steps, oai, received
+
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
 genai = pytest.importorskip("google.genai")
-
-USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeProvider]:
     with FakeProvider() as srv:
         yield srv
-
-
-def oai(fake: FakeProvider, cls: Any = None, **kw: Any) -> Any:
-    return (cls or openai.OpenAI)(base_url=fake.openai_base_url, api_key="x", max_retries=0, **kw)
-
-
-def anth(fake: FakeProvider, cls: Any = None) -> Any:
-    return (cls or anthropic.Anthropic)(
-        base_url=fake.anthropic_base_url, api_key="x", max_retries=0
-    )
-
-
-def gem(fake: FakeProvider) -> Any:
-    return genai.Client(api_key="x", http_options={"base_url": fake.gemini_base_url})
-
-
-def received(server: Any) -> List[Dict[str, Any]]:
-    return [r.json() for r in server.requests if r.method == "POST" and r.path.endswith("/trace")]
-
-
-def llm_steps(body: Dict[str, Any]) -> List[Dict[str, Any]]:
-    return [s for s in body.get("steps", []) if s["action"] == "llm_call"]
 
 
 # --- OpenAI ---------------------------------------------------------------------------------

@@ -6,16 +6,20 @@ real clients parse tool calls and structured output from it."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 import urllib.request
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from fake_provider import FakeProvider
+from .fake_provider import FakeProvider
+from .watch_helpers import (
+    ANTHROPIC_TOOLS,
+    CHAT_TOOLS,
+    PARAMS,
+    RESPONSES_TOOLS,
+    WEATHER_ARGS,
+    Weather,
+)
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -27,27 +31,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk  # noqa: E402
 from openai.types.create_embedding_response import CreateEmbeddingResponse  # noqa: E402
 from openai.types.responses import Response, ResponseStreamEvent  # noqa: E402
 
-PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string"},
-        "units": {"type": "string", "enum": ["c", "f"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 3},
-    },
-    "required": ["city", "units", "days"],
-    "additionalProperties": False,
-}
-RESPONSES_TOOLS = [
-    {"type": "function", "name": "get_weather", "parameters": PARAMS, "strict": True}
-]
-CHAT_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": PARAMS}}]
-ANTHROPIC_TOOLS = [{"name": "get_weather", "description": "w", "input_schema": PARAMS}]
-WEATHER_ARGS = {"city": "weather in Paris please", "units": "c", "days": 3}
-
-
-class Weather(pydantic.BaseModel):
-    city: str
-    temp: int
+WEATHER = json.loads(WEATHER_ARGS)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +118,7 @@ def test_responses_function_call_streamed_and_plain(fake: FakeProvider) -> None:
     assert (item.type, item.name, json.loads(item.arguments)) == (
         "function_call",
         "get_weather",
-        WEATHER_ARGS,
+        WEATHER,
     )
     raw = post(fake.openai_base_url + "/responses", dict(body, stream=True))
     adapter = pydantic.TypeAdapter(STREAM_EVENTS)
@@ -147,7 +131,7 @@ def test_responses_function_call_streamed_and_plain(fake: FakeProvider) -> None:
         "response.completed",
     ]
     deltas = [e.delta for e in parsed if e.type == "response.function_call_arguments.delta"]
-    assert len(deltas) > 1 and json.loads("".join(deltas)) == WEATHER_ARGS
+    assert len(deltas) > 1 and json.loads("".join(deltas)) == WEATHER
 
 
 def test_openai_client_parses_the_fake_responses(fake: FakeProvider) -> None:
@@ -159,7 +143,7 @@ def test_openai_client_parses_the_fake_responses(fake: FakeProvider) -> None:
             e.snapshot for e in stream if e.type == "response.function_call_arguments.delta"
         ]
         final = stream.get_final_response()
-    assert json.loads(snapshots[-1]) == WEATHER_ARGS
+    assert json.loads(snapshots[-1]) == WEATHER
     (call,) = final.output
     assert call.type == "function_call" and call.call_id == "call_fake_0"
     # the tool result goes back: the model answers with text
@@ -199,7 +183,7 @@ def test_chat_tool_calls_plain_and_streamed(fake: FakeProvider) -> None:
     completion = ChatCompletion.model_validate(json.loads(raw))
     (call,) = completion.choices[0].message.tool_calls
     assert call.function.name == "get_weather"
-    assert json.loads(call.function.arguments) == WEATHER_ARGS
+    assert json.loads(call.function.arguments) == WEATHER
     assert completion.choices[0].finish_reason == "tool_calls"
     raw = post(
         fake.openai_base_url + "/chat/completions",
@@ -214,7 +198,7 @@ def test_chat_tool_calls_plain_and_streamed(fake: FakeProvider) -> None:
         for c in chunks
         if c.choices and c.choices[0].delta.tool_calls
     )
-    assert json.loads(arguments) == WEATHER_ARGS
+    assert json.loads(arguments) == WEATHER
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 4
 
 
@@ -223,7 +207,7 @@ def test_openai_client_chat_helpers_on_the_fake(fake: FakeProvider) -> None:
     messages = [{"role": "user", "content": "weather in Paris please"}]
     with client.chat.completions.stream(model="gpt-4o", messages=messages, tools=CHAT_TOOLS) as s:
         final = s.get_final_completion()
-    assert json.loads(final.choices[0].message.tool_calls[0].function.arguments) == WEATHER_ARGS
+    assert json.loads(final.choices[0].message.tool_calls[0].function.arguments) == WEATHER
     parsed = client.chat.completions.parse(
         model="gpt-4o", messages=messages, response_format=Weather
     )
@@ -309,7 +293,7 @@ def test_anthropic_tool_use_plain_and_streamed(fake: FakeProvider) -> None:
     assert (tool_use.type, tool_use.name, tool_use.input) == (
         "tool_use",
         "get_weather",
-        WEATHER_ARGS,
+        WEATHER,
     )
     raw = post(fake.anthropic_base_url + "/v1/messages", dict(body, stream=True))
     adapter = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
@@ -322,11 +306,11 @@ def test_anthropic_tool_use_plain_and_streamed(fake: FakeProvider) -> None:
         for e in parsed
         if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
     )
-    assert json.loads(partial) == WEATHER_ARGS
+    assert json.loads(partial) == WEATHER
     client = anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="x", max_retries=0)
     with client.messages.stream(**body) as stream:
         final = stream.get_final_message()
-    assert final.content[-1].input == WEATHER_ARGS
+    assert final.content[-1].input == WEATHER
     answer = client.messages.create(
         model="claude-x",
         max_tokens=50,
@@ -357,7 +341,7 @@ def test_gemini_function_call_and_automatic_function_calling(fake: FakeProvider)
         model="gemini-2.0-flash", contents="weather in Paris please", config=config
     )
     (call,) = response.function_calls
-    assert (call.name, call.args) == ("get_weather", WEATHER_ARGS)
+    assert (call.name, call.args) == ("get_weather", WEATHER)
 
     def get_weather(city: str) -> str:
         """The weather in a city."""
@@ -369,3 +353,46 @@ def test_gemini_function_call_and_automatic_function_calling(fake: FakeProvider)
         config=gtypes.GenerateContentConfig(tools=[get_weather]),
     )
     assert auto.text == 'Echo from gemini-2.0-flash: {"result": "sunny in Paris"}'
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", {"messages": "not a list", "tools": 5, "stream_options": 1}),
+        ("/v1/chat/completions", [1, 2, 3]),
+        ("/v1/responses", {"input": [None, 7, {"role": "user", "content": 3}], "text": "x"}),
+        ("/v1/embeddings", {"input": 12, "dimensions": -3}),
+        ("/v1/messages", {"messages": [{"content": [None]}], "tool_choice": "auto"}),
+        ("/v1beta/models/g:generateContent", {"contents": [{"parts": "x"}], "toolConfig": 1}),
+    ],
+)
+def test_malformed_requests_get_an_answer(fake: FakeProvider, path: str, body: Any) -> None:
+    """A request body of the wrong shape is answered (never a dropped connection), and
+    the server keeps serving."""
+    req = urllib.request.Request(
+        fake.url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+            json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+        assert "fake provider cannot answer" in json.loads(err.read())["error"]["message"]
+    ok = post(fake.openai_base_url + "/responses", {"model": "m", "input": "still up"})
+    assert Response.model_validate(json.loads(ok)).output_text == "Echo from m: still up"
+
+
+def test_an_endpoint_that_fails_answers_400_and_the_server_stays_up() -> None:
+    class Broken(FakeProvider):
+        def _embeddings(self, x: Any) -> None:
+            raise ValueError("boom")
+
+    with Broken() as broken:
+        client = openai.OpenAI(base_url=broken.openai_base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="boom"):
+            client.embeddings.create(model="e", input="x")
+        assert client.responses.create(model="m", input="hi").output_text == "Echo from m: hi"

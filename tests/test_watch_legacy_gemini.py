@@ -11,18 +11,17 @@ raises ``TypeError``).
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Dict, Iterator, List
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from fake_provider import FakeProvider, ProviderRequest, _pieces, _texts, _words
+from infinium._internal.fake_provider.wire import Exchange, pieces, texts, words
 from infinium.integrations import GoogleInstrumentor, watch
+
+from .fake_provider import FakeProvider
+from .watch_helpers import llm_steps, received
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # "support has ended" on import
@@ -33,27 +32,27 @@ class LegacyFakeProvider(FakeProvider):
     """Also answers the legacy REST stream: ``streamGenerateContent`` without
     ``alt=sse`` gets a JSON array of responses (cumulative usage on the last one)."""
 
-    def _gemini(self, h: BaseHTTPRequestHandler, req: ProviderRequest, path: str) -> None:
-        if not path.endswith(":streamGenerateContent") or "alt=sse" in req.path:
-            super()._gemini(h, req, path)
+    def _gemini(self, x: Exchange, path: str) -> None:
+        if not path.endswith(":streamGenerateContent") or "alt=sse" in x.req.path:
+            super()._gemini(x, path)
             return
         model = path.rsplit("/", 1)[-1].split(":", 1)[0]
-        contents = req.body.get("contents") or []
-        text = self.reply_text(model, " ".join(_texts(contents[-1])) if contents else "")
-        prompt_tokens = _words(_texts(contents))
-        pieces = _pieces(text)
+        contents = x.body.get("contents") or []
+        text = self.reply_text(model, " ".join(texts(contents[-1])) if contents else "")
+        prompt_tokens = words(texts(contents))
+        cut = pieces(text)
         chunks: List[Dict[str, Any]] = []
-        for i, piece in enumerate(pieces):
+        for i, piece in enumerate(cut):
             candidate: Dict[str, Any] = {
                 "content": {"parts": [{"text": piece}], "role": "model"},
                 "index": 0,
             }
             usage: Dict[str, Any] = {"promptTokenCount": prompt_tokens}
-            if i == len(pieces) - 1:
+            if i == len(cut) - 1:
                 candidate["finishReason"] = "STOP"
                 usage["candidatesTokenCount"] = len(text.split())
             chunks.append({"candidates": [candidate], "usageMetadata": usage})
-        self._send_json(h, 200, chunks)
+        x.json(200, chunks)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +64,6 @@ def fake() -> Iterator[LegacyFakeProvider]:
         finally:
             legacy_client = sys.modules["google.generativeai.client"]
             legacy_client._client_manager = legacy_client._ClientManager()  # unconfigure
-
-
-def received(server: Any) -> List[Dict[str, Any]]:
-    return [r.json() for r in server.requests if r.method == "POST" and r.path.endswith("/trace")]
-
-
-def llm_steps(body: Dict[str, Any]) -> List[Dict[str, Any]]:
-    return [s for s in body.get("steps", []) if s["action"] == "llm_call"]
 
 
 def test_legacy_watch_sync_and_stream(

@@ -65,6 +65,8 @@ class _CallState:
     _parts: Optional[List[str]] = None
     _open: bool = False
     _output_limit: int = 1500
+    # What watch() records beyond these fields (integrations._details.CallDetails).
+    _details: Any = None
 
 
 @dataclass

@@ -43,159 +43,276 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _load_config(path: str) -> Dict[str, Any]:
-    """A JSON file, or TOML (``.toml``, Python 3.11+)."""
-    with open(path, "rb") as f:
-        raw = f.read()
+def _load_config(path: str) -> Any:
+    """The document of a JSON file, or TOML (``.toml``, Python 3.11+); what it
+    holds is checked by the server's configuration parser."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise SystemExit(f"infinium serve: --config {path}: {e.strerror or e}") from e
     if path.endswith(".toml"):
         try:
             import tomllib  # type: ignore[import-not-found,unused-ignore]
         except ModuleNotFoundError as e:  # Python < 3.11
             raise SystemExit(
-                f"infinium: {path}: TOML config files need Python 3.11+; use JSON"
+                f"infinium serve: {path}: TOML config files need Python 3.11+; use JSON"
             ) from e
-        data: Any = tomllib.loads(raw.decode("utf-8"))
-    else:
         try:
-            data = json.loads(raw)
-        except ValueError as e:
-            raise SystemExit(f"infinium: {path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise SystemExit(f"infinium: {path} must hold an object")
-    known = {"host", "port", "db", "sink", "agents", "prompts", "faults"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SystemExit(
-            f"infinium: {path}: unknown key(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-    return data
-
-
-def _agents_from(value: Any) -> Dict[str, str]:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    if isinstance(value, list):
-        out: Dict[str, str] = {}
-        for item in value:
-            if not isinstance(item, dict):
-                raise SystemExit("infinium: each agent must be an object with id and key")
-            aid = item.get("id", item.get("agent_id"))
-            key = item.get("key", item.get("secret", item.get("agent_secret")))
-            if not isinstance(aid, str) or not isinstance(key, str):
-                raise SystemExit("infinium: each agent needs string `id` and `key`")
-            out[aid] = key
-        return out
-    raise SystemExit("infinium: `agents` must be an object {id: key} or a list")
+            return tomllib.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise SystemExit(f"infinium serve: {path} is not valid TOML: {e}") from e
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise SystemExit(f"infinium serve: {path} is not valid JSON: {e}") from e
 
 
 # -- serve ----------------------------------------------------------------------
+
+#: Every setting a ``serve`` flag gives: (flag, argparse dest, path in the
+#: configuration). Errors about a setting given by a flag name the flag.
+_SERVE_FLAGS = (
+    ("--host", "host", "host"),
+    ("--port", "port", "port"),
+    ("--db", "db", "db"),
+    ("--sink", "sink", "sink"),
+    ("--agent-id", "agent_id", "agents[0].id"),
+    ("--agent-secret", "agent_secret", "agents[0].key"),
+    ("--fault-5xx", "fault_5xx", "faults.error_5xx"),
+    ("--status-5xx", "status_5xx", "faults.status_5xx"),
+    ("--fault-429", "fault_429", "faults.rate_429"),
+    ("--retry-after", "retry_after", "faults.retry_after"),
+    ("--fault-drop", "fault_drop", "faults.drop"),
+    ("--fault-drop-answer", "fault_drop_answer", "faults.drop_answer"),
+    ("--latency-ms", "latency_ms", "faults.latency_ms"),
+    ("--latency-jitter-ms", "latency_jitter_ms", "faults.latency_jitter_ms"),
+    ("--seed", "seed", "faults.seed"),
+    ("--capacity", "capacity", "faults.capacity"),
+    ("--over-capacity", "over_capacity", "faults.over_capacity"),
+    ("--max-connections", "max_connections", "max_connections"),
+    ("--header-timeout", "header_timeout", "header_timeout"),
+    ("--body-timeout", "body_timeout", "body_timeout"),
+)
+
+DEFAULT_PORT = 8787
 
 
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser(
         "serve",
         help="run the local Infinium API",
-        description="Run the local Infinium API until Ctrl-C.",
+        description="Run the local Infinium API until Ctrl-C. Flags override the "
+        "config file. Faults apply to the platform endpoints (trace posts, "
+        "interpreted results, prompts), never to /traces or /health.",
+        # Errors name the flag as typed: no abbreviations.
+        allow_abbrev=False,
     )
-    p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="TCP port (default 8787; 0 = free)")
+    p.add_argument(
+        "--host",
+        default=None,
+        help="interface to bind (default 127.0.0.1; beyond loopback only when given here)",
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 = a free one)"
+    )
     p.add_argument("--db", default=None, help="SQLite file to keep traces in across restarts")
-    p.add_argument("--config", default=None, help="JSON (or TOML) file: agents, prompts, faults")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="JSON (or TOML) file: agents, prompts, faults, limits (docs/local-api.md)",
+    )
     p.add_argument("--sink", action="store_true", default=None, help="count posts, store nothing")
     p.add_argument("--agent-id", default=None, help="agent id to accept (with --agent-secret)")
     p.add_argument("--agent-secret", default=None, help="secret of --agent-id")
-    g = p.add_argument_group("fault injection (seeded, on the platform endpoints)")
-    g.add_argument("--fault-5xx", type=float, default=None, metavar="SHARE")
-    g.add_argument("--fault-429", type=float, default=None, metavar="SHARE")
-    g.add_argument("--fault-drop", type=float, default=None, metavar="SHARE")
-    g.add_argument("--retry-after", type=int, default=None, metavar="SECONDS")
-    g.add_argument("--latency-ms", type=int, default=None)
-    g.add_argument("--seed", type=int, default=None)
+    g = p.add_argument_group(
+        "fault injection (seeded; SHARE is a fraction of requests, from 0 to 1)"
+    )
+    g.add_argument(
+        "--fault-5xx",
+        type=float,
+        metavar="SHARE",
+        help="share of requests answered with a server error (see --status-5xx)",
+    )
+    g.add_argument(
+        "--status-5xx",
+        type=int,
+        metavar="CODE",
+        help="status of those server errors, 500 to 599 (default 503)",
+    )
+    g.add_argument(
+        "--fault-429",
+        type=float,
+        metavar="SHARE",
+        help="share of requests answered 429 Too Many Requests (see --retry-after)",
+    )
+    g.add_argument(
+        "--retry-after",
+        type=int,
+        metavar="SECONDS",
+        help="Retry-After of injected and over-capacity 429s (default 1)",
+    )
+    g.add_argument(
+        "--fault-drop",
+        type=float,
+        metavar="SHARE",
+        help="share of requests whose connection is closed before they are handled",
+    )
+    g.add_argument(
+        "--fault-drop-answer",
+        type=float,
+        metavar="SHARE",
+        help="share of requests handled (a trace is stored) whose answer is then lost "
+        "(the connection is closed)",
+    )
+    g.add_argument(
+        "--latency-ms",
+        type=int,
+        metavar="MS",
+        help="latency added before every answer, 429s included (default 0)",
+    )
+    g.add_argument(
+        "--latency-jitter-ms",
+        type=int,
+        metavar="MS",
+        help="extra random latency, uniform from 0 to MS (default 0)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the fault draws: the same seed and request order give the same faults",
+    )
+    g.add_argument(
+        "--capacity",
+        type=int,
+        metavar="N",
+        help="serve at most N requests at once, latency included (default 0 = no limit)",
+    )
+    g.add_argument(
+        "--over-capacity",
+        choices=("429", "queue"),
+        help="beyond --capacity: answer 429 with Retry-After (default) or queue the request",
+    )
+    lim = p.add_argument_group("limits (protection against slow or greedy clients)")
+    lim.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="open connections at most (default 1024, and at most 3/4 of the descriptor "
+        "limit); at the limit the oldest idle one is closed",
+    )
+    lim.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time to send a request's headers, also the keep-alive idle time (default 30)",
+    )
+    lim.add_argument(
+        "--body-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time to send a request's body (default 30)",
+    )
     p.set_defaults(func=_serve)
+
+
+def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The settings given by flags, as a configuration document."""
+    doc: Dict[str, Any] = {}
+    for _flag, dest, path in _SERVE_FLAGS:
+        value = getattr(args, dest)
+        if value is None or dest in ("agent_id", "agent_secret"):
+            continue
+        if path.startswith("faults."):
+            doc.setdefault("faults", {})[path.split(".", 1)[1]] = value
+        else:
+            doc[path] = value
+    if args.agent_id is not None:
+        doc["agents"] = [{"id": args.agent_id, "key": args.agent_secret}]
+    return doc
+
+
+def _snippet(agent_id: str, secret: str, base_url: str) -> List[str]:
+    """A Python snippet that sends a trace to this server (runnable as printed)."""
+    return [
+        "from infinium import InfiniumClient",
+        "",
+        "client = InfiniumClient(",
+        f"    agent_id={agent_id!r},",
+        f"    agent_secret={secret!r},",
+        f"    base_url={base_url!r},",
+        ")",
+        'print(client.send_task(name="hello", description="from the local API", duration=1.0))',
+    ]
 
 
 def _serve(args: argparse.Namespace) -> int:
     from infinium import _core
+    from infinium.exceptions import ConfigurationError
 
-    cfg: Dict[str, Any] = _load_config(args.config) if args.config else {}
-    explicit_host = args.host is not None
-    host = args.host if explicit_host else "127.0.0.1"
-    if not explicit_host and cfg.get("host") not in (None, "127.0.0.1", "localhost", "::1"):
-        # Binding beyond loopback must be asked for on the command line.
-        print(
-            f"infinium: ignoring host {cfg.get('host')!r} from the config file; "
-            "pass --host explicitly to listen beyond loopback",
-            file=sys.stderr,
-        )
-    elif not explicit_host and cfg.get("host"):
-        host = str(cfg["host"])
-    port = args.port if args.port is not None else int(cfg.get("port", 8787))
-    db = args.db if args.db is not None else cfg.get("db")
-    sink = bool(args.sink) if args.sink is not None else bool(cfg.get("sink", False))
-    faults: Dict[str, Any] = dict(cfg.get("faults") or {})
-    for flag, key in (
-        ("fault_5xx", "error_5xx"),
-        ("fault_429", "rate_429"),
-        ("fault_drop", "drop"),
-        ("retry_after", "retry_after"),
-        ("latency_ms", "latency_ms"),
-        ("seed", "seed"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            faults[key] = value
-
-    agents = _agents_from(cfg.get("agents"))
-    loopback = _is_loopback(host)
     if (args.agent_id is None) != (args.agent_secret is None):
-        print("infinium: --agent-id and --agent-secret go together", file=sys.stderr)
+        print("infinium serve: --agent-id and --agent-secret go together", file=sys.stderr)
         return 2
-    if args.agent_id is not None:
-        agents[args.agent_id] = args.agent_secret
-    if not agents:
+    cfg: Any = _load_config(args.config) if args.config else None
+    explicit_host = args.host is not None
+    if isinstance(cfg, dict) and not explicit_host:
+        file_host = cfg.get("host")
+        if isinstance(file_host, str) and not _is_loopback(file_host):
+            # Binding beyond loopback must be asked for on the command line.
+            print(
+                f"infinium serve: ignoring host {file_host!r} from {args.config}; "
+                "pass --host explicitly to listen beyond loopback",
+                file=sys.stderr,
+            )
+            cfg = {k: v for k, v in cfg.items() if k != "host"}
+    overrides = _overrides(args)
+    if args.port is None and not (isinstance(cfg, dict) and cfg.get("port") is not None):
+        overrides["port"] = DEFAULT_PORT
+    names = {path: flag for flag, _dest, path in _SERVE_FLAGS}
+    try:
+        server = _core.LocalServer(cfg, overrides, names, args.config)
+    except ConfigurationError as e:
+        print(f"infinium serve: {e}", file=sys.stderr)
+        return 2
+    host = server.host
+    loopback = _is_loopback(host)
+    if not server.agents():
         if loopback:
-            agents[DEV_AGENT_ID] = DEV_AGENT_SECRET
+            server.add_agent(DEV_AGENT_ID, DEV_AGENT_SECRET)
         else:
             import secrets
 
-            agents[str(uuid.uuid4())] = "local-" + secrets.token_hex(16)
-
+            server.add_agent(str(uuid.uuid4()), "local-" + secrets.token_hex(16))
     try:
-        server = _core.LocalServer(
-            host=host,
-            port=port,
-            agents=agents,
-            prompts=cfg.get("prompts"),
-            db=db,
-            sink=sink,
-            faults=faults or None,
-        )
         server.start()
-    except Exception as e:  # a ConfigurationError / NetworkError from the core
+    except Exception as e:  # a NetworkError (port in use...) from the core
         print(f"infinium: cannot start the local API: {e}", file=sys.stderr)
         return 1
 
     base_url = server.base_url
+    agents = server.agents()
+    faults = server.settings()["faults"]
     lines = [f"Infinium local API listening on {base_url}"]
-    if sink:
+    if server.sink:
         lines.append("  storage: sink (posts are counted, nothing is stored)")
-    elif db:
+    elif args.db is not None or (isinstance(cfg, dict) and cfg.get("db")):
+        db = args.db if args.db is not None else cfg["db"]
         lines.append(f"  storage: SQLite {os.path.abspath(str(db))} (kept across restarts)")
     else:
         lines.append("  storage: memory (traces are lost on exit; --db FILE keeps them)")
     if faults:
         lines.append(f"  faults:  {json.dumps(faults)}")
-    for aid, secret in agents.items():
+    for aid, secret in agents:
         lines.append(f"  agent_id:     {aid}")
         lines.append(f"  agent_secret: {secret}")
-    first_id, first_secret = next(iter(agents.items()))
+    first_id, first_secret = agents[0]
     lines += [
         "Use it from Python:",
-        f'  InfiniumClient(agent_id="{first_id}", agent_secret="{first_secret}",',
-        f'                 base_url="{base_url}")',
+        "",
+        *("    " + line if line else "" for line in _snippet(first_id, first_secret, base_url)),
+        "",
         f"Inspect: GET {base_url}/agents/<agent_id>/traces (x-agent-id / x-agent-key headers)",
         "Press Ctrl-C to stop.",
     ]
@@ -229,7 +346,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"\nStopped. {stats['requests']} request(s), {stats['traces_stored']} trace(s) stored, "
         f"{stats['sink_accepted']} sunk, {stats['injected_5xx']} injected 5xx, "
-        f"{stats['injected_429']} injected 429, {stats['injected_drop']} dropped.",
+        f"{stats['injected_429']} injected 429, {stats['injected_drop']} dropped, "
+        f"{stats['capacity_429']} over capacity.",
         flush=True,
     )
     return 0

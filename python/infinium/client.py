@@ -489,17 +489,9 @@ class _Ops:
         unknown = sorted(set(kwargs) - _SEND_TASK_KWARGS)
         if unknown:
             raise TypeError("send_task() got unexpected keyword argument(s): " + ", ".join(unknown))
-        validate_required_field(name, "name")
-        validate_required_field(description, "description")
-        validate_string_length(name, "name", MAX_NAME_LENGTH)
-        validate_string_length(description, "description", MAX_DESCRIPTION_LENGTH)
-        seconds = validate_duration(duration)
+        seconds = _core.validate_task_fields(name, description, duration, current_datetime)
         if current_datetime is None:
             current_datetime = get_current_iso_datetime()
-        elif not validate_iso_datetime(current_datetime):
-            raise ValidationError(
-                "current_datetime must be a valid ISO 8601 string", field="current_datetime"
-            )
         return TaskData(
             name=name,
             description=description,

@@ -19,6 +19,10 @@ under ``base_url`` (``http://127.0.0.1:PORT/api/v1``), plus the inspection route
 ``GET /agents/{id}/traces?limit=&offset=`` (newest first) and
 ``GET /agents/{id}/traces/{trace_id}``. ``traces()`` returns the posted bodies,
 oldest first.
+
+``FakeProvider`` stands in for the OpenAI, Anthropic and Gemini APIs on loopback, so
+that ``watch()`` can be tried and tested without an API key (README, "What
+``watch()`` records").
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from types import TracebackType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from infinium import _core
+from infinium._internal.fake_provider import FakeProvider
 
-__all__ = ["LocalServer", "PromptInfo"]
+__all__ = ["FakeProvider", "LocalServer", "PromptInfo"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -57,10 +62,10 @@ class LocalServer:
 
     Args:
         host: interface to bind (loopback by default).
-        port: TCP port; 0 picks a free one.
+        port: TCP port; 0 picks a free one (kept across ``stop()``/``start()``).
         agent_id: the default agent's id (a random UUID when omitted).
         agent_secret: the default agent's secret (random when omitted).
-        agents: more agents, ``{agent_id: secret}``.
+        agents: more agents, ``{agent_id: secret}`` or ``[{"id", "key"}]``.
         prompts: Prompt Studio prompts, a list of
             ``{"id", "key", "name", "content", "version"?, "createdAt"?}`` or
             ``{"id", "key", "name", "versions": [{"version", "content", "createdAt"?}]}``.
@@ -68,7 +73,16 @@ class LocalServer:
         sink: accept and count trace posts, store nothing (benchmarks).
         faults: seeded fault injection on the platform endpoints, e.g.
             ``dict(error_5xx=0.05, rate_429=0.02, retry_after=1, drop=0.05,
-            latency_ms=0, latency_jitter_ms=0, status_5xx=503, seed=42)``.
+            drop_answer=0.05, latency_ms=0, latency_jitter_ms=0, status_5xx=503,
+            seed=42, capacity=8, over_capacity="429")`` (see docs/local-api.md).
+        max_connections: open connections at most (default 1024, and never
+            more than three quarters of the process's descriptor limit).
+        header_timeout: seconds a client has to send a request's headers,
+            also the keep-alive idle time (default 30).
+        body_timeout: seconds a client has to send a request's body (default 30).
+
+    Every option is checked by the same parser as ``infinium serve``'s config
+    file; a bad one raises ``ConfigurationError`` naming it.
     """
 
     def __init__(
@@ -78,27 +92,31 @@ class LocalServer:
         port: int = 0,
         agent_id: Optional[str] = None,
         agent_secret: Optional[str] = None,
-        agents: Optional[Mapping[str, str]] = None,
-        prompts: Optional[Sequence[Mapping[str, Any]]] = None,
+        agents: Optional[Union[Mapping[str, str], Sequence[Mapping[str, str]]]] = None,
+        prompts: Optional[Union[Sequence[Mapping[str, Any]], Mapping[str, Any]]] = None,
         db: Optional[PathLike] = None,
         sink: bool = False,
         faults: Optional[Mapping[str, Any]] = None,
+        max_connections: Optional[int] = None,
+        header_timeout: Optional[float] = None,
+        body_timeout: Optional[float] = None,
     ) -> None:
         self._agent_id = agent_id if agent_id is not None else str(uuid.uuid4())
         self._agent_secret = agent_secret if agent_secret is not None else _new_secret()
-        all_agents: Dict[str, str] = {self._agent_id: self._agent_secret}
-        if agents:
-            all_agents.update(agents)
-        self._agents = all_agents
-        self._core = _core.LocalServer(
-            host=host,
-            port=port,
-            agents=all_agents,
-            prompts=[dict(p) for p in prompts] if prompts else None,
-            db=os.fspath(db) if db is not None else None,
-            sink=sink,
-            faults=dict(faults) if faults is not None else None,
-        )
+        config: Dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "agents": agents,
+            "prompts": prompts,
+            "db": os.fspath(db) if db is not None else None,
+            "sink": sink,
+            "faults": faults,
+            "max_connections": max_connections,
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+        }
+        self._core = _core.LocalServer(config)
+        self._core.add_agent(self._agent_id, self._agent_secret)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -160,8 +178,8 @@ class LocalServer:
 
     @property
     def agents(self) -> Dict[str, str]:
-        """Every agent the server accepts, ``{agent_id: secret}``."""
-        return dict(self._agents)
+        """Every agent the server accepts, ``{agent_id: secret}`` (ids lower-cased)."""
+        return dict(self._core.agents())
 
     @property
     def core(self) -> _core.LocalServer:
@@ -217,10 +235,17 @@ class LocalServer:
             time.sleep(0.01)
 
     def stats(self) -> Dict[str, int]:
-        """Counters: requests, traces_stored, idempotent_replays, sink_accepted,
-        bytes_received, injected_5xx, injected_429, injected_drop, client_errors,
-        not_found, server_errors."""
+        """Counters: ``requests, traces_stored, idempotent_replays, sink_accepted,
+        bytes_received, injected_5xx, injected_429, injected_drop,
+        injected_drop_answer, capacity_429, capacity_queued, in_flight,
+        max_in_flight, client_errors, not_found, server_errors,
+        connections_evicted`` (see docs/local-api.md)."""
         return self._core.stats()
+
+    def set_faults(self, faults: Optional[Mapping[str, Any]] = None) -> None:
+        """Replace the fault injection while running (``None``: no faults);
+        same options as ``faults=``."""
+        self._core.set_faults(faults)
 
     def clear(self) -> None:
         """Forget every stored trace and idempotency key."""
@@ -235,7 +260,6 @@ class LocalServer:
         aid = agent_id if agent_id is not None else str(uuid.uuid4())
         secret = agent_secret if agent_secret is not None else _new_secret()
         self._core.add_agent(aid, secret)
-        self._agents[aid] = secret
         return aid, secret
 
     def add_prompt(

@@ -41,6 +41,7 @@ from ._context import (
     exception_text,
     iso_now,
 )
+from .integrations._details import UsageTotals
 from .types import (
     ApiResponse,
     EnvironmentContext,
@@ -628,6 +629,7 @@ class TraceBuilder:
         total_completion = 0
         total_latency = 0
         llm_calls: List[LlmCall] = []
+        totals = UsageTotals()  # token details, tool calls, cost (watch() extras)
         with self._lock:
             for captured in calls:
                 if captured._open:  # a stream abandoned before its end
@@ -649,6 +651,7 @@ class TraceBuilder:
                 step._llm_call = llm_call
                 step._input_preview = captured.input_preview
                 step._output_preview = captured.output_preview
+                step._metadata = totals.add(captured)
                 if captured.error_type:
                     step._error = ErrorDetail(
                         error_type=captured.error_type,
@@ -663,15 +666,17 @@ class TraceBuilder:
                 if latency_ms:
                     total_latency += latency_ms
         if self._llm_usage is None:
-            self._llm_usage = LlmUsage(
-                model=_common([c.model for c in llm_calls]),
-                provider=_common([c.provider for c in llm_calls]),
-                prompt_tokens=total_prompt or None,
-                completion_tokens=total_completion or None,
-                total_tokens=(total_prompt + total_completion) or None,
-                api_calls_count=len(llm_calls),
-                total_latency_ms=total_latency or None,
-                calls=llm_calls,
+            self._llm_usage = totals.apply(
+                LlmUsage(
+                    model=_common([c.model for c in llm_calls]),
+                    provider=_common([c.provider for c in llm_calls]),
+                    prompt_tokens=total_prompt or None,
+                    completion_tokens=total_completion or None,
+                    total_tokens=(total_prompt + total_completion) or None,
+                    api_calls_count=len(llm_calls),
+                    total_latency_ms=total_latency or None,
+                    calls=llm_calls,
+                )
             )
 
     # -- build ------------------------------------------------------------------

@@ -446,6 +446,40 @@ fn write_f64_ryu(buf: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Whether `s` is a JSON number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub fn is_json_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let run = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let int_start = i;
+    let n = run(&mut i);
+    if n == 0 || (n > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if run(&mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if run(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,5 +670,17 @@ mod tests {
         assert_eq!(s("\n\r\t\u{8}\u{c}"), "\"\\n\\r\\t\\b\\f\"");
         assert_eq!(s("\u{1}\u{1f}"), "\"\\u0001\\u001f\"");
         assert_eq!(s("é ☃ 😀 \u{7f}"), "\"é ☃ 😀 \u{7f}\"");
+    }
+
+    #[test]
+    fn json_numbers() {
+        for ok in ["0", "-0", "12", "1.5", "1E+2", "1e-7", "-0.000001", "10.0E3"] {
+            assert!(is_json_number(ok), "{ok}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "1e", "NaN", "Infinity", "1,5", "1 ", "1e+", "+1", "1\"x",
+        ] {
+            assert!(!is_json_number(bad), "{bad}");
+        }
     }
 }

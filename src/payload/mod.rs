@@ -2,18 +2,26 @@
 //! key order and omission rules of SPEC §1. `dumps` returns exactly the bytes
 //! the clients put on the wire.
 
+mod attrs;
+mod dataclass;
 pub mod encode;
+mod error;
+mod ffi;
+pub mod iso;
+mod types;
 pub mod validate;
-pub mod value;
-pub mod wide;
+mod wide;
+mod writer;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMapping, PyString, PyTuple};
 
 use crate::error::Error;
 
+use error::{Seg, SerError};
 use pyo3::sync::PyOnceLock;
-use value::{dataclass_info, type_info, type_name, Field, SerError, Writer};
+use types::{dataclass_info, type_info, type_name, Field};
+use writer::Writer;
 
 use crate::schema::{self, field_index, SECTIONS, TASK_FIELDS};
 
@@ -65,9 +73,21 @@ fn top(py: Python<'_>) -> &'static Top {
 /// Size of the last body written (a capacity hint for the next).
 static LAST_SIZE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// The anchor's message for a body over the limit.
+fn too_large() -> Error {
+    Error::validation(
+        format!(
+            "Payload exceeds maximum size of {} bytes",
+            schema::MAX_PAYLOAD_SIZE
+        ),
+        None,
+    )
+}
+
 fn to_error(e: SerError) -> Error {
     match e {
         SerError::Python(e) => Error::Python(e),
+        SerError::TooLarge => too_large(),
         SerError::Invalid { rev_path, message } => {
             let path = SerError::path(&rev_path);
             if path.is_empty() {
@@ -91,7 +111,7 @@ fn read_dict<'py>(d: &Bound<'py, PyDict>, top: &Top) -> Result<Values<'py>, Erro
     let mut out: Values<'py> = Vec::with_capacity(N_TOP);
     out.resize_with(N_TOP, || None);
     for (key, v) in d.iter() {
-        match top.dict_keys.iter().position(|f| value::key_matches(&key, f)) {
+        match top.dict_keys.iter().position(|f| ffi::key_matches(&key, f)) {
             Some(j) => out[j] = if v.is_none() { None } else { Some(v) },
             None => {
                 return Err(Error::validation(
@@ -110,7 +130,7 @@ fn read_dict<'py>(d: &Bound<'py, PyDict>, top: &Top) -> Result<Values<'py>, Erro
 /// Read the trace fields of a TaskData (or any object with its attributes).
 fn read_object<'py>(obj: &Bound<'py, PyAny>, top: &Top) -> Result<Values<'py>, Error> {
     let py = obj.py();
-    let info = type_info(obj)?;
+    let info = type_info(obj).map_err(to_error)?;
     let missing = || {
         Error::validation(
             format!("expected a TaskData or a dict, not {}", type_name(obj)),
@@ -124,7 +144,7 @@ fn read_object<'py>(obj: &Bound<'py, PyAny>, top: &Top) -> Result<Values<'py>, E
         return Err(missing());
     }
     let class_attr = info.top_class_attr(py, &top.fields)?;
-    let values = value::read_names(obj, &info, &top.fields, class_attr)?;
+    let values = attrs::read_names(obj, &info, &top.fields, class_attr)?;
     if values[NAME].is_none() || values[DURATION].is_none() {
         return Err(missing());
     }
@@ -148,10 +168,13 @@ pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, E
 
     let none = py.None().into_bound(py);
     let get = |i: usize| values[i].as_ref().unwrap_or(&none);
-    validate::required_text(get(NAME), "name", schema::MAX_NAME_LENGTH)?;
-    validate::required_text(get(DESCRIPTION), "description", schema::MAX_DESCRIPTION_LENGTH)?;
-    validate::duration(get(DURATION))?;
-    validate::current_datetime(get(CURRENT_DATETIME))?;
+    validate::head(
+        get(NAME),
+        get(DESCRIPTION),
+        get(DURATION),
+        Some(get(CURRENT_DATETIME)),
+        validate::Duration::AsIs,
+    )?;
 
     // Start with room for a body like the last one: no regrowth copies.
     let hint = LAST_SIZE.load(std::sync::atomic::Ordering::Relaxed);
@@ -161,13 +184,7 @@ pub fn serialize_into(obj: &Bound<'_, PyAny>, buf: Vec<u8>) -> Result<Vec<u8>, E
     write_body(&mut w, top, &values).map_err(to_error)?;
     LAST_SIZE.store(w.buf.len(), std::sync::atomic::Ordering::Relaxed);
     if w.buf.len() > schema::MAX_PAYLOAD_SIZE {
-        return Err(Error::validation(
-            format!(
-                "Payload exceeds maximum size of {} bytes",
-                schema::MAX_PAYLOAD_SIZE
-            ),
-            None,
-        ));
+        return Err(too_large());
     }
     Ok(w.buf)
 }
@@ -318,8 +335,9 @@ fn top_list<'py>(
     w.buf.push(b'[');
     let mut n = 0;
     let mut one = |w: &mut Writer<'py>, i: usize, item: Bound<'py, PyAny>| -> Result<(), SerError> {
+        w.tick().map_err(|e| e.at(Seg::Index(i)).at_key(&key.text))?;
         if !item.is_none()
-            && item_object(w, n, None, &item).map_err(|e| e.at(value::Seg::Index(i)).at_key(&key.text))?
+            && item_object(w, n, None, &item).map_err(|e| e.at(Seg::Index(i)).at_key(&key.text))?
         {
             n += 1;
         }
@@ -328,7 +346,7 @@ fn top_list<'py>(
     match items {
         None => {
             let mut i = 0;
-            while let Some(item) = value::seq_item(v, i) {
+            while let Some(item) = ffi::seq_item(v, i) {
                 // SAFETY: `item` is a live object borrowed from `v` (held), with
                 // the GIL held; `from_borrowed_ptr` takes a strong reference.
                 one(w, i, unsafe { Bound::from_borrowed_ptr(w.py, item) })?;
@@ -357,16 +375,17 @@ pub fn serialize_value(v: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
     Ok(w.buf)
 }
 
-/// `infinium.dumps(task_data) -> bytes`: exactly the body that would be sent.
-/// Testing aid: read dataclass fields through `__dict__` ("dict"), with
-/// getattr ("getattr"), or as the running Python makes cheapest (None).
+/// Testing aid, in debug builds only (the test-suite's; not in a release
+/// wheel): read dataclass fields through `__dict__` ("dict"), with getattr
+/// ("getattr"), or as the running Python makes cheapest (None).
+#[cfg(debug_assertions)]
 #[pyfunction]
 #[pyo3(signature = (mode=None))]
 pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
-    value::set_read_mode(match mode {
-        None => value::READ_BY_VERSION,
-        Some("dict") => value::READ_DICT,
-        Some("getattr") => value::READ_GETATTR,
+    attrs::set_read_mode(match mode {
+        None => attrs::READ_BY_VERSION,
+        Some("dict") => attrs::READ_DICT,
+        Some("getattr") => attrs::READ_GETATTR,
         Some(other) => {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "mode must be 'dict', 'getattr' or None, not {other:?}"
@@ -383,6 +402,24 @@ pub fn _set_field_reading(mode: Option<&str>) -> PyResult<()> {
 pub fn dumps<'py>(py: Python<'py>, task_data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let body = crate::guard(|| serialize(task_data))?;
     Ok(PyBytes::new(py, &body))
+}
+
+/// `infinium.utils.validate_payload_size`: bytes are measured as they are,
+/// anything else as its serialised JSON.
+#[pyfunction]
+pub fn validate_payload_size(payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    let size = if payload.is_instance_of::<PyBytes>()
+        || payload.is_instance_of::<PyByteArray>()
+        || payload.is_instance_of::<pyo3::types::PyMemoryView>()
+    {
+        payload.len()?
+    } else {
+        crate::guard(|| serialize_value(payload))?.len()
+    };
+    if size > schema::MAX_PAYLOAD_SIZE {
+        return Err(too_large().into());
+    }
+    Ok(())
 }
 
 /// Serialise a plain value (dict/list/scalars, with the same extended types).

@@ -1,34 +1,37 @@
 //! The local Infinium API: a small HTTP/1.1 server (hyper) on the SDK's one
-//! tokio runtime, speaking the platform protocol of SPEC §1 for offline
-//! development, users' tests, the demo and the benchmark sink.
+//! tokio runtime, speaking the platform protocol for offline development,
+//! users' tests, the demo and the benchmark sink.
 //!
-//! `config` parses agents/prompts/faults, `store` keeps traces (memory or
-//! SQLite), `faults` decides injected failures, `routes` answers requests and
-//! `py` is the `_core.LocalServer` pyclass.
+//! `config` parses every setting (one parser for `LocalServer` and
+//! `infinium serve`), `prompts` holds Prompt Studio prompts, `store` keeps
+//! traces (memory or SQLite), `faults` decides injected failures and the
+//! capacity gate, `listen` accepts connections within the limits, `auth`
+//! checks credentials, `body` reads request bodies, `routes` answers
+//! requests, `answer` writes the answers and `py` is the `_core.LocalServer`
+//! pyclass.
 
-pub mod config;
-pub mod faults;
-pub mod py;
-pub mod routes;
-pub mod store;
+mod answer;
+mod auth;
+mod body;
+mod config;
+mod faults;
+mod listen;
+mod prompts;
+mod py;
+mod routes;
+mod store;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use parking_lot::RwLock;
 use pyo3::prelude::*;
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::Error;
-use config::{Prompt, ServerConfig};
+use config::{FaultConfig, Limits, ServerConfig};
 use faults::Faults;
+use prompts::Prompt;
 use store::Store;
 
 /// Add the server's pyclass(es) to `_core`.
@@ -52,15 +55,43 @@ pub struct Stats {
     pub injected_5xx: AtomicU64,
     pub injected_429: AtomicU64,
     pub injected_drop: AtomicU64,
+    /// Requests handled whose answer was then dropped.
+    pub injected_drop_answer: AtomicU64,
+    /// Requests answered 429 because `capacity` requests were being served.
+    pub capacity_429: AtomicU64,
+    /// Requests that waited for a capacity slot.
+    pub capacity_queued: AtomicU64,
+    /// Platform requests being served now (past the capacity gate).
+    pub in_flight: AtomicU64,
+    /// The most platform requests ever served at once.
+    pub max_in_flight: AtomicU64,
     /// 4xx answers other than unknown routes (auth, validation, 413, 405...).
     pub client_errors: AtomicU64,
     /// 404 for an unknown route.
     pub not_found: AtomicU64,
     /// Non-injected 5xx (storage failures).
     pub server_errors: AtomicU64,
+    /// Connections closed to make room for new ones at `max_connections`.
+    pub connections_evicted: AtomicU64,
+}
+
+/// Counts one request as being served while alive.
+pub struct Serving<'a>(&'a Stats);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Stats {
+    /// Count a request as being served until the guard is dropped.
+    pub fn serving(&self) -> Serving<'_> {
+        let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+        self.max_in_flight.fetch_max(now, Relaxed);
+        Serving(self)
+    }
+
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("requests", self.requests.load(Relaxed)),
@@ -71,9 +102,15 @@ impl Stats {
             ("injected_5xx", self.injected_5xx.load(Relaxed)),
             ("injected_429", self.injected_429.load(Relaxed)),
             ("injected_drop", self.injected_drop.load(Relaxed)),
+            ("injected_drop_answer", self.injected_drop_answer.load(Relaxed)),
+            ("capacity_429", self.capacity_429.load(Relaxed)),
+            ("capacity_queued", self.capacity_queued.load(Relaxed)),
+            ("in_flight", self.in_flight.load(Relaxed)),
+            ("max_in_flight", self.max_in_flight.load(Relaxed)),
             ("client_errors", self.client_errors.load(Relaxed)),
             ("not_found", self.not_found.load(Relaxed)),
             ("server_errors", self.server_errors.load(Relaxed)),
+            ("connections_evicted", self.connections_evicted.load(Relaxed)),
         ]
     }
 }
@@ -81,10 +118,43 @@ impl Stats {
 /// Agents and prompts; may change while the server runs.
 #[derive(Default)]
 pub struct Registry {
-    /// lower-cased id -> key.
-    pub agents: HashMap<String, String>,
+    /// (lower-cased id, key) in the order added.
+    agents: Vec<(String, String)>,
+    /// lower-cased id -> index in `agents`.
+    agent_index: HashMap<String, usize>,
     /// lower-cased id -> prompt.
     pub prompts: HashMap<String, Prompt>,
+}
+
+impl Registry {
+    pub fn agent_key(&self, id: &str) -> Option<&str> {
+        self.agent_index.get(id).map(|&i| self.agents[i].1.as_str())
+    }
+
+    /// Add an agent, or replace the key of a known one.
+    pub fn set_agent(&mut self, id: String, key: String) {
+        match self.agent_index.get(&id) {
+            Some(&i) => self.agents[i].1 = key,
+            None => {
+                self.agent_index.insert(id.clone(), self.agents.len());
+                self.agents.push((id, key));
+            }
+        }
+    }
+
+    pub fn agents(&self) -> &[(String, String)] {
+        &self.agents
+    }
+
+    /// Add a prompt, merging the versions of a known id.
+    pub fn add_prompt(&mut self, p: Prompt) {
+        match self.prompts.get_mut(&p.id) {
+            Some(existing) => existing.merge(p),
+            None => {
+                self.prompts.insert(p.id.clone(), p);
+            }
+        }
+    }
 }
 
 /// Shared by every connection.
@@ -92,7 +162,9 @@ pub struct State {
     pub registry: RwLock<Registry>,
     /// `None` in sink mode.
     pub store: Option<Arc<Store>>,
-    pub faults: Option<Faults>,
+    /// Replaceable while running (`LocalServer.set_faults`).
+    pub faults: RwLock<Option<Arc<Faults>>>,
+    pub limits: Limits,
     pub sink: bool,
     pub stats: Stats,
 }
@@ -107,208 +179,28 @@ impl State {
                 None => Store::memory(),
             }))
         };
-        let registry = Registry {
-            agents: cfg.agents.iter().cloned().collect(),
-            prompts: cfg.prompts.iter().map(|p| (p.id.clone(), p.clone())).collect(),
-        };
-        Ok(State {
+        let mut registry = Registry::default();
+        for (id, key) in &cfg.agents {
+            registry.set_agent(id.clone(), key.clone());
+        }
+        for p in &cfg.prompts {
+            registry.add_prompt(p.clone());
+        }
+        let state = State {
             registry: RwLock::new(registry),
             store,
-            faults: cfg.faults.is_active().then(|| Faults::new(cfg.faults.clone())),
+            faults: RwLock::new(None),
+            limits: cfg.limits.clone(),
             sink: cfg.sink,
             stats: Stats::default(),
-        })
-    }
-}
-
-/// A started server.
-pub struct Running {
-    pub addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
-}
-
-/// Bind `host:port` now (so errors and the chosen port are known at once) and
-/// serve on the shared runtime.
-pub fn start(host: &str, port: u16, state: Arc<State>) -> Result<Running, Error> {
-    let rt = crate::runtime::get()?;
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Config {
-            message: format!("cannot resolve host {host:?}: {e}"),
-            key: Some("host".to_owned()),
-        })?
-        .collect();
-    let mut last_err = None;
-    let mut bound = None;
-    for a in &addrs {
-        match std::net::TcpListener::bind(a) {
-            Ok(l) => {
-                bound = Some(l);
-                break;
-            }
-            Err(e) => last_err = Some((a, e)),
-        }
-    }
-    let std_listener = match (bound, last_err) {
-        (Some(l), _) => l,
-        (None, Some((a, e))) => {
-            return Err(Error::Network {
-                message: format!("cannot listen on {a}: {e}"),
-            })
-        }
-        (None, None) => {
-            return Err(Error::Config {
-                message: format!("host {host:?} resolves to no address"),
-                key: Some("host".to_owned()),
-            })
-        }
-    };
-    let io_err = |e: std::io::Error| Error::Network {
-        message: format!("cannot listen: {e}"),
-    };
-    std_listener.set_nonblocking(true).map_err(io_err)?;
-    let addr = std_listener.local_addr().map_err(io_err)?;
-    let listener = {
-        let _guard = rt.enter();
-        tokio::net::TcpListener::from_std(std_listener).map_err(io_err)?
-    };
-    let (tx, rx) = watch::channel(false);
-    let task = rt.spawn(accept_loop(listener, state, rx));
-    Ok(Running {
-        addr,
-        shutdown: tx,
-        task: Some(task),
-    })
-}
-
-async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<State>, mut rx: watch::Receiver<bool>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve_conn(stream, state.clone(), rx.clone()));
-                }
-                // E.g. out of file descriptors: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = rx.changed() => break,
-        }
-    }
-    drop(listener);
-    // Graceful: connections finish their in-flight request, idle ones close.
-    let drained = tokio::time::timeout(Duration::from_secs(5), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        conns.abort_all();
-    }
-}
-
-async fn serve_conn(stream: tokio::net::TcpStream, state: Arc<State>, mut rx: watch::Receiver<bool>) {
-    let svc = service_fn(move |req| routes::handle(state.clone(), req));
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    if *rx.borrow() {
-        conn.as_mut().graceful_shutdown();
-    }
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = rx.changed() => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
-}
-
-impl Running {
-    /// Ask the server to stop (non-blocking).
-    pub fn signal(&self) {
-        let _ = self.shutdown.send(true);
-    }
-
-    /// Stop and wait (up to `timeout`) for open connections to finish.
-    pub fn stop(&mut self, timeout: Duration) -> Result<(), Error> {
-        self.signal();
-        if let Some(task) = self.task.take() {
-            // Wait through a channel rather than `block_on`, so that stop() is
-            // safe from any thread, including one of the runtime's own.
-            let rt = crate::runtime::get()?;
-            let abort = task.abort_handle();
-            let (tx, rx) = std::sync::mpsc::channel();
-            rt.spawn(async move {
-                let _ = task.await;
-                let _ = tx.send(());
-            });
-            if rx.recv_timeout(timeout).is_err() {
-                abort.abort();
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.signal();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-
-    fn raw(addr: SocketAddr, req: &str) -> String {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    }
-
-    #[test]
-    fn serves_and_stops() {
-        let cfg = ServerConfig {
-            agents: vec![("a1".to_owned(), "secret-key".to_owned())],
-            ..ServerConfig::default()
         };
-        let state = Arc::new(State::new(&cfg).unwrap());
-        let mut r = start("127.0.0.1", 0, state.clone()).unwrap();
-        let body = r#"{"name":"n","description":"d","current_datetime":"t","duration":1}"#;
-        let resp = raw(
-            r.addr,
-            &format!(
-                "POST /api/v1/agents/a1/trace HTTP/1.1\r\nHost: x\r\nx-agent-id: a1\r\n\
-                 x-agent-key: secret-key\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            ),
-        );
-        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-        assert!(resp.contains("traceId"));
-        let resp = raw(
-            r.addr,
-            "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
-        let resp = raw(r.addr, "garbage\r\n\r\n");
-        assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 400"), "{resp}");
-        assert_eq!(state.store.as_ref().unwrap().count().unwrap(), 1);
-        r.stop(Duration::from_secs(2)).unwrap();
-        assert!(std::net::TcpStream::connect(r.addr).is_err());
+        state.set_faults(cfg.faults.clone());
+        Ok(state)
     }
 
-    #[test]
-    fn port_in_use_is_an_error() {
-        let state = Arc::new(State::new(&ServerConfig::default()).unwrap());
-        let r = start("127.0.0.1", 0, state.clone()).unwrap();
-        let e = start("127.0.0.1", r.addr.port(), state).err().unwrap();
-        assert!(matches!(e, Error::Network { .. }), "{e:?}");
+    /// Replace the fault configuration (requests already past the capacity
+    /// gate keep their slots).
+    pub fn set_faults(&self, cfg: FaultConfig) {
+        *self.faults.write() = cfg.is_active().then(|| Arc::new(Faults::new(cfg)));
     }
 }

@@ -12,8 +12,11 @@
 //! | GET | `/prompts/{id}/v/{version}` | prompt |
 //! | GET | `/health` | none |
 //!
-//! Every error answer is `{"error": "..."}`. Faults are injected only on the
-//! three platform endpoints (trace, interpreted-result, prompts), never on the
+//! A request is routed and its credentials checked from the headers before
+//! any of its body is read; a refused request's body is never read (the
+//! answer closes the connection). Every error answer is `{"error": "..."}`.
+//! Faults are injected only on the three platform endpoints (trace,
+//! interpreted-result, prompts), after authentication, never on the
 //! inspection routes (`/traces`, `/health`).
 
 // Handlers return ready-made error responses through `Err`; boxing them would
@@ -24,22 +27,21 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::faults::Decision;
-use super::store::{json_str, new_uuid, Inserted, Record, Store};
+use super::answer::{array, closing, error, json, Obj, Resp};
+use super::auth::{self, header};
+use super::body::{self, Read};
+use super::faults::{Admission, Decision};
+use super::store::{new_uuid, Inserted, Record, Store};
 use super::State;
+use crate::schema::{HEAD_FIELDS, MAX_PAYLOAD_SIZE};
 
-/// Largest accepted trace body, as in the SDK (`MAX_PAYLOAD_SIZE`).
-pub const MAX_BODY: usize = crate::schema::MAX_PAYLOAD_SIZE;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-
-pub type Resp = Response<Full<Bytes>>;
 
 /// Returned as the service error to make hyper close the connection without
 /// writing a response (an injected drop, or a broken request body).
@@ -54,19 +56,6 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
-static JSON: HeaderValue = HeaderValue::from_static("application/json");
-
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, JSON.clone());
-    r
-}
-
-fn error(status: StatusCode, message: &str) -> Resp {
-    json(status, format!("{{\"error\":{}}}", json_str(message)))
-}
-
 enum Route<'a> {
     PostTrace(&'a str),
     Interpreted(&'a str, &'a str),
@@ -76,7 +65,14 @@ enum Route<'a> {
     Health,
 }
 
-impl Route<'_> {
+/// Who a route must be called by.
+enum Caller<'a> {
+    Agent(&'a str),
+    Prompt(&'a str),
+    Anyone,
+}
+
+impl<'a> Route<'a> {
     fn method(&self) -> Method {
         match self {
             Route::PostTrace(_) => Method::POST,
@@ -89,6 +85,16 @@ impl Route<'_> {
             self,
             Route::PostTrace(_) | Route::Interpreted(..) | Route::Prompt(..)
         )
+    }
+
+    fn caller(&self) -> Caller<'a> {
+        match *self {
+            Route::PostTrace(a) | Route::Interpreted(a, _) | Route::ListTraces(a) | Route::GetTrace(a, _) => {
+                Caller::Agent(a)
+            }
+            Route::Prompt(p, _) => Caller::Prompt(p),
+            Route::Health => Caller::Anyone,
+        }
     }
 }
 
@@ -108,41 +114,6 @@ fn route(path: &str) -> Option<Route<'_>> {
         [Some("health"), None, None, None, None] => Route::Health,
         _ => return None,
     })
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// Check `x-agent-id`/`x-agent-key` against the registry and the path id.
-/// Returns the lower-cased agent id.
-fn auth_agent(state: &State, headers: &HeaderMap, path_id: &str) -> Result<String, Resp> {
-    let (Some(id), Some(key)) = (header(headers, "x-agent-id"), header(headers, "x-agent-key")) else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "Missing authentication headers: x-agent-id and x-agent-key are required",
-        ));
-    };
-    let id = id.to_ascii_lowercase();
-    let ok = state
-        .registry
-        .read()
-        .agents
-        .get(&id)
-        .is_some_and(|k| k.as_bytes() == key.as_bytes());
-    if !ok {
-        return Err(error(StatusCode::UNAUTHORIZED, "Invalid agent credentials"));
-    }
-    if !path_id.trim().eq_ignore_ascii_case(&id) {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "x-agent-id does not match the agent id in the request path",
-        ));
-    }
-    Ok(id)
 }
 
 /// Run a store operation: inline for memory, on the blocking pool for SQLite.
@@ -165,31 +136,38 @@ where
     res.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.message()))
 }
 
+fn count(state: &State, resp: &Resp) {
+    if resp.status().is_client_error() {
+        state.stats.client_errors.fetch_add(1, Relaxed);
+    } else if resp.status().is_server_error() {
+        state.stats.server_errors.fetch_add(1, Relaxed);
+    }
+}
+
 /// The service function: never panics on input; `Err` drops the connection.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropConnection> {
     let stats = &state.stats;
     stats.requests.fetch_add(1, Relaxed);
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let route = route(path);
-    if state.sink && parts.method == Method::POST && matches!(route, Some(Route::PostTrace(_))) {
-        return sink(&state, &parts.headers, body).await;
-    }
-    // Read (or drain) every body before answering, so that the connection
-    // stays usable whatever the answer. `None` = over MAX_BODY.
-    let declared = content_length(&parts.headers);
-    let body = if declared.is_some_and(|n| n > DRAIN_MAX) {
-        None
-    } else {
-        read_body(body, declared).await?
+    // An answer given before the body was read closes the connection.
+    let unread = |r: Resp| {
+        if body::announced(&parts.headers) {
+            closing(r)
+        } else {
+            r
+        }
     };
-    let Some(route) = route else {
+    let Some(route) = route(path) else {
         stats.not_found.fetch_add(1, Relaxed);
-        return Ok(error(
+        return Ok(unread(error(
             StatusCode::NOT_FOUND,
             &format!("Not found: {} {}", parts.method, path),
-        ));
+        )));
     };
+    if state.sink && parts.method == Method::POST && matches!(route, Route::PostTrace(_)) {
+        return Ok(sink(&state, &parts.headers, body).await);
+    }
     if parts.method != route.method() {
         let mut r = error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -202,130 +180,167 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, D
         };
         r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
         stats.client_errors.fetch_add(1, Relaxed);
-        return Ok(r);
+        return Ok(unread(r));
     }
+    let caller = match route.caller() {
+        Caller::Agent(a) => auth::agent(&state, &parts.headers, a),
+        Caller::Prompt(p) => auth::prompt(&state, &parts.headers, p),
+        Caller::Anyone => Ok(String::new()),
+    };
+    let caller = match caller {
+        Ok(c) => c,
+        Err(why) => {
+            stats.client_errors.fetch_add(1, Relaxed);
+            return Ok(unread(error(StatusCode::UNAUTHORIZED, why)));
+        }
+    };
+    let bytes = if matches!(route, Route::PostTrace(_)) {
+        match read_trace_body(&state, &parts.headers, body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
 
-    if route.faultable() {
-        if let Some(f) = &state.faults {
-            let (decision, latency) = f.decide();
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
+    let faults = state.faults.read().clone();
+    let faults = faults.filter(|_| route.faultable());
+    let mut drop_answer = false;
+    let _slot;
+    let _in_flight;
+    if let Some(f) = &faults {
+        let (decision, latency) = f.decide();
+        _slot = match f.admit().await {
+            Admission::Now(p) => p,
+            Admission::AfterQueueing(p) => {
+                stats.capacity_queued.fetch_add(1, Relaxed);
+                Some(p)
             }
-            match decision {
-                Decision::Pass => {}
-                Decision::Drop => {
-                    stats.injected_drop.fetch_add(1, Relaxed);
-                    return Err(DropConnection);
-                }
-                Decision::ServerError => {
-                    stats.injected_5xx.fetch_add(1, Relaxed);
-                    let status =
-                        StatusCode::from_u16(f.cfg.status_5xx).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    return Ok(error(status, "Injected fault: service unavailable"));
-                }
-                Decision::RateLimit => {
-                    stats.injected_429.fetch_add(1, Relaxed);
-                    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Injected fault: rate limited");
-                    r.headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from(f.cfg.retry_after));
-                    return Ok(r);
-                }
+            Admission::Rejected => {
+                stats.capacity_429.fetch_add(1, Relaxed);
+                // No answer comes sooner than the latency, a refusal neither.
+                tokio::time::sleep(latency).await;
+                let mut r = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Over capacity: too many requests at once",
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(f.cfg.retry_after));
+                return Ok(r);
+            }
+        };
+        // The latency is spent holding the slot: it models the time the
+        // server takes to answer.
+        _in_flight = Some(stats.serving());
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match decision {
+            Decision::Pass => {}
+            Decision::DropAnswer => drop_answer = true,
+            Decision::Drop => {
+                stats.injected_drop.fetch_add(1, Relaxed);
+                return Err(DropConnection);
+            }
+            Decision::ServerError => {
+                stats.injected_5xx.fetch_add(1, Relaxed);
+                let status =
+                    StatusCode::from_u16(f.cfg.status_5xx).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return Ok(error(status, "Injected fault: service unavailable"));
+            }
+            Decision::RateLimit => {
+                stats.injected_429.fetch_add(1, Relaxed);
+                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Injected fault: rate limited");
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(f.cfg.retry_after));
+                return Ok(r);
             }
         }
+    } else {
+        _in_flight = route.faultable().then(|| stats.serving());
     }
 
     let resp = match route {
-        Route::Health => json(StatusCode::OK, "{\"status\":\"ok\"}"),
-        Route::PostTrace(agent) => post_trace(&state, agent, &parts.headers, body).await,
-        Route::Interpreted(agent, task) => interpreted(&state, agent, task, &parts.headers).await,
-        Route::ListTraces(agent) => {
-            list_traces(&state, agent, parts.uri.query().unwrap_or(""), &parts.headers).await
-        }
-        Route::GetTrace(agent, id) => get_trace(&state, agent, id, &parts.headers).await,
-        Route::Prompt(id, version) => prompt(&state, id, version, &parts.headers),
+        Route::Health => json(StatusCode::OK, Obj::new().str("status", "ok").finish()),
+        Route::PostTrace(_) => post_trace(&state, caller, &parts.headers, bytes).await,
+        Route::Interpreted(_, task) => interpreted(&state, caller, task).await,
+        Route::ListTraces(_) => list_traces(&state, caller, parts.uri.query().unwrap_or("")).await,
+        Route::GetTrace(_, id) => get_trace(&state, caller, id).await,
+        Route::Prompt(_, version) => prompt(&state, &caller, version),
     };
-    if resp.status().is_client_error() {
-        stats.client_errors.fetch_add(1, Relaxed);
-    } else if resp.status().is_server_error() {
-        stats.server_errors.fetch_add(1, Relaxed);
+    count(&state, &resp);
+    if drop_answer {
+        stats.injected_drop_answer.fetch_add(1, Relaxed);
+        return Err(DropConnection);
     }
     Ok(resp)
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse().ok())
 }
 
 fn too_large() -> Resp {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("Payload exceeds maximum size of {MAX_BODY} bytes"),
+        &format!("Payload exceeds maximum size of {MAX_PAYLOAD_SIZE} bytes"),
     )
 }
 
+fn timed_out() -> Resp {
+    closing(error(
+        StatusCode::REQUEST_TIMEOUT,
+        "The request body did not arrive in time",
+    ))
+}
+
+/// The posted body: `Ok(None)` when it exceeds [`MAX_PAYLOAD_SIZE`], or the
+/// service's answer when it could not be read.
+async fn read_trace_body(
+    state: &State,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Option<Bytes>, Result<Resp, DropConnection>> {
+    let deadline = tokio::time::Instant::now() + state.limits.body_timeout;
+    match body::read(body, body::content_length(headers), MAX_PAYLOAD_SIZE, deadline).await {
+        Read::Done { bytes, .. } => Ok(bytes),
+        Read::Huge => {
+            state.stats.client_errors.fetch_add(1, Relaxed);
+            Err(Ok(closing(too_large())))
+        }
+        Read::TimedOut => {
+            state.stats.client_errors.fetch_add(1, Relaxed);
+            Err(Ok(timed_out()))
+        }
+        Read::Broken => Err(Err(DropConnection)),
+    }
+}
+
 /// Sink mode: read and count the body, store nothing, answer like the platform.
-async fn sink(state: &State, headers: &HeaderMap, mut body: Incoming) -> Result<Resp, DropConnection> {
-    if content_length(headers).is_some_and(|n| n > DRAIN_MAX) {
-        state.stats.client_errors.fetch_add(1, Relaxed);
-        return Ok(too_large());
-    }
-    let mut n: usize = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| DropConnection)?;
-        if let Some(d) = frame.data_ref() {
-            n += d.len();
-            if n as u64 > DRAIN_MAX {
-                break;
-            }
+async fn sink(state: &State, headers: &HeaderMap, body: Incoming) -> Resp {
+    let deadline = tokio::time::Instant::now() + state.limits.body_timeout;
+    let resp = match body::read(body, body::content_length(headers), 0, deadline).await {
+        Read::Done { len, .. } if len <= MAX_PAYLOAD_SIZE as u64 => {
+            state.stats.sink_accepted.fetch_add(1, Relaxed);
+            state.stats.bytes_received.fetch_add(len, Relaxed);
+            let id = new_uuid();
+            let body = Obj::new()
+                .str("message", "Trace received")
+                .str("traceId", &id)
+                .finish();
+            return json(StatusCode::OK, body);
         }
-    }
-    if n > MAX_BODY {
-        state.stats.client_errors.fetch_add(1, Relaxed);
-        return Ok(too_large());
-    }
-    state.stats.sink_accepted.fetch_add(1, Relaxed);
-    state.stats.bytes_received.fetch_add(n as u64, Relaxed);
-    let body = format!(
-        "{{\"message\":\"Trace received\",\"traceId\":\"{}\"}}",
-        new_uuid()
-    );
-    Ok(json(StatusCode::OK, body))
+        Read::Done { .. } => too_large(),
+        Read::Huge => closing(too_large()),
+        Read::TimedOut => timed_out(),
+        Read::Broken => closing(error(StatusCode::BAD_REQUEST, "Broken request body")),
+    };
+    state.stats.client_errors.fetch_add(1, Relaxed);
+    resp
 }
-
-/// Oversized bodies up to this size are read and discarded before the 413, so
-/// that a client still writing its body sees the answer instead of a reset.
-const DRAIN_MAX: u64 = 64 * 1024 * 1024;
-
-/// The whole body, or `None` when it exceeds [`MAX_BODY`] (then it is drained
-/// up to [`DRAIN_MAX`]).
-async fn read_body(mut body: Incoming, declared: Option<u64>) -> Result<Option<Bytes>, DropConnection> {
-    let cap = declared.map_or(16 * 1024, |n| n.min(MAX_BODY as u64) as usize);
-    let mut buf = bytes::BytesMut::with_capacity(cap);
-    let mut seen: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| DropConnection)?;
-        let Some(d) = frame.data_ref() else { continue };
-        seen += d.len() as u64;
-        if seen > DRAIN_MAX {
-            return Ok(None);
-        }
-        if seen <= MAX_BODY as u64 {
-            buf.extend_from_slice(d);
-        }
-    }
-    Ok((seen <= MAX_BODY as u64).then(|| buf.freeze()))
-}
-
-const REQUIRED: [&str; 4] = ["name", "description", "current_datetime", "duration"];
 
 /// Check the posted document; `Err` is the 400 message.
 fn validate_trace(bytes: &[u8]) -> Result<(), String> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("Request body is not valid JSON: {e}"))?;
     let obj = v.as_object().ok_or("Request body must be a JSON object")?;
-    let missing: Vec<&str> = REQUIRED
+    let missing: Vec<&str> = HEAD_FIELDS
         .iter()
         .copied()
         .filter(|k| !obj.contains_key(*k))
@@ -333,22 +348,20 @@ fn validate_trace(bytes: &[u8]) -> Result<(), String> {
     if !missing.is_empty() {
         return Err(format!("Missing required field(s): {}", missing.join(", ")));
     }
-    for k in ["name", "description", "current_datetime"] {
-        if !obj.get(k).is_some_and(serde_json::Value::is_string) {
-            return Err(format!("Field '{k}' must be a string"));
+    for k in HEAD_FIELDS {
+        let (ok, kind) = if k == "duration" {
+            (obj.get(k).is_some_and(serde_json::Value::is_number), "a number")
+        } else {
+            (obj.get(k).is_some_and(serde_json::Value::is_string), "a string")
+        };
+        if !ok {
+            return Err(format!("Field '{k}' must be {kind}"));
         }
-    }
-    if !obj.get("duration").is_some_and(serde_json::Value::is_number) {
-        return Err("Field 'duration' must be a number".to_owned());
     }
     Ok(())
 }
 
-async fn post_trace(state: &State, path_agent: &str, headers: &HeaderMap, body: Option<Bytes>) -> Resp {
-    let agent = match auth_agent(state, headers, path_agent) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn post_trace(state: &State, agent: String, headers: &HeaderMap, body: Option<Bytes>) -> Resp {
     let Some(bytes) = body else {
         return too_large();
     };
@@ -373,14 +386,20 @@ async fn post_trace(state: &State, path_agent: &str, headers: &HeaderMap, body: 
     let Some(store) = state.store.clone() else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "no trace store configured");
     };
+    let accepted = |id: &str| {
+        Obj::new()
+            .str("message", "Trace received successfully")
+            .str("traceId", id)
+            .finish()
+    };
     match with_store(&store, move |s| s.insert(&agent, idem.as_deref(), text)).await {
         Ok(Inserted::Created(id)) => {
             state.stats.traces_stored.fetch_add(1, Relaxed);
-            json(StatusCode::OK, accepted_body(&id))
+            json(StatusCode::OK, accepted(&id))
         }
         Ok(Inserted::Replayed(id)) => {
             state.stats.idempotent_replays.fetch_add(1, Relaxed);
-            let mut r = json(StatusCode::OK, accepted_body(&id));
+            let mut r = json(StatusCode::OK, accepted(&id));
             r.headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             r
@@ -389,31 +408,29 @@ async fn post_trace(state: &State, path_agent: &str, headers: &HeaderMap, body: 
     }
 }
 
-fn accepted_body(trace_id: &str) -> String {
-    format!("{{\"message\":\"Trace received successfully\",\"traceId\":\"{trace_id}\"}}")
+fn no_store() -> Resp {
+    error(StatusCode::NOT_FOUND, "The sink stores no traces")
 }
 
-async fn interpreted(state: &State, path_agent: &str, task: &str, headers: &HeaderMap) -> Resp {
-    let agent = match auth_agent(state, headers, path_agent) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn interpreted(state: &State, agent: String, task: &str) -> Resp {
     let Some(store) = state.store.clone() else {
-        return error(StatusCode::NOT_FOUND, "The sink stores no traces");
+        return no_store();
     };
     let id = task.trim().to_ascii_lowercase();
     let id2 = id.clone();
     match with_store(&store, move |s| s.get(&agent, &id2)).await {
         Ok(Some(_)) => json(
             StatusCode::NOT_FOUND,
-            format!(
-                "{{\"error\":{},\"traceId\":{}}}",
-                json_str(&format!(
-                    "Interpretation is not available from the local Infinium API: trace {id} \
-                     is stored, but the local server does not grade traces"
-                )),
-                json_str(&id)
-            ),
+            Obj::new()
+                .str(
+                    "error",
+                    &format!(
+                        "Interpretation is not available from the local Infinium API: trace {id} \
+                         is stored, but the local server does not grade traces"
+                    ),
+                )
+                .str("traceId", &id)
+                .finish(),
         ),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("Trace {id} not found")),
         Err(r) => r,
@@ -427,81 +444,71 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-async fn list_traces(state: &State, path_agent: &str, query: &str, headers: &HeaderMap) -> Resp {
-    let agent = match auth_agent(state, headers, path_agent) {
-        Ok(a) => a,
-        Err(r) => return r,
+/// `limit` (1..=1000, default 50) and `offset` (any u64, default 0).
+fn paging(query: &str) -> Result<(usize, u64), Resp> {
+    let bad = |name: &str, range: &str| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("{name} must be an integer from {range}"),
+        )
     };
-    let parse = |name: &str, default: usize| -> Result<usize, Resp> {
-        match query_param(query, name) {
-            None | Some("") => Ok(default),
-            Some(v) => v.parse::<usize>().map_err(|_| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("{name} must be a non-negative integer"),
-                )
-            }),
-        }
+    let limit = match query_param(query, "limit") {
+        None | Some("") => DEFAULT_PAGE,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| bad("limit", &format!("1 to {MAX_PAGE}")))?,
     };
-    let limit = match parse("limit", DEFAULT_PAGE) {
-        Ok(l) if (1..=MAX_PAGE).contains(&l) => l,
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("limit must be between 1 and {MAX_PAGE}"),
-            )
-        }
-        Err(r) => return r,
+    let offset = match query_param(query, "offset") {
+        None | Some("") => 0,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| bad("offset", &format!("0 to {}", u64::MAX)))?,
     };
-    let offset = match parse("offset", 0) {
-        Ok(o) => o,
+    Ok((limit, offset))
+}
+
+async fn list_traces(state: &State, agent: String, query: &str) -> Resp {
+    let (limit, offset) = match paging(query) {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let Some(store) = state.store.clone() else {
-        return error(StatusCode::NOT_FOUND, "The sink stores no traces");
+        return no_store();
     };
     match with_store(&store, move |s| s.list(&agent, limit, offset)).await {
         Ok((page, total)) => {
-            let mut out = String::from("{\"traces\":[");
-            for (i, r) in page.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&r.to_json());
-            }
-            let next = offset + page.len();
-            let next = if (next as u64) < total {
-                next.to_string()
-            } else {
-                "null".to_owned()
-            };
-            out.push_str(&format!(
-                "],\"total\":{total},\"limit\":{limit},\"offset\":{offset},\"nextOffset\":{next}}}"
-            ));
-            json(StatusCode::OK, out)
+            // The store clamps the offset to the total, so this cannot overflow.
+            let next = offset.min(total) + page.len() as u64;
+            let records: Vec<String> = page.iter().map(Record::to_json).collect();
+            let body = Obj::with_capacity(records.iter().map(String::len).sum::<usize>() + 100)
+                .raw("traces", &array(records.iter().map(String::as_str)))
+                .u64("total", total)
+                .u64("limit", limit as u64)
+                .u64("offset", offset)
+                .opt_u64("nextOffset", (next < total).then_some(next))
+                .finish();
+            json(StatusCode::OK, body)
         }
         Err(r) => r,
     }
 }
 
-async fn get_trace(state: &State, path_agent: &str, id: &str, headers: &HeaderMap) -> Resp {
-    let agent = match auth_agent(state, headers, path_agent) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn get_trace(state: &State, agent: String, id: &str) -> Resp {
     let Some(store) = state.store.clone() else {
-        return error(StatusCode::NOT_FOUND, "The sink stores no traces");
+        return no_store();
     };
     let id = id.trim().to_ascii_lowercase();
     let id2 = id.clone();
     match with_store(&store, move |s| s.get(&agent, &id2)).await {
-        Ok(Some(r)) => json(StatusCode::OK, Record::to_json(&r)),
+        Ok(Some(r)) => json(StatusCode::OK, r.to_json()),
         Ok(None) => error(StatusCode::NOT_FOUND, &format!("Trace {id} not found")),
         Err(r) => r,
     }
 }
 
-fn prompt(state: &State, path_id: &str, version: &str, headers: &HeaderMap) -> Resp {
+fn prompt(state: &State, id: &str, version: &str) -> Resp {
     let wanted = if version.eq_ignore_ascii_case("latest") {
         None
     } else {
@@ -515,40 +522,25 @@ fn prompt(state: &State, path_id: &str, version: &str, headers: &HeaderMap) -> R
             }
         }
     };
-    let (Some(hid), Some(key)) = (header(headers, "x-prompt-id"), header(headers, "x-prompt-key")) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Missing authentication headers: x-prompt-id and x-prompt-key are required",
-        );
-    };
-    let id = path_id.trim().to_ascii_lowercase();
-    if !hid.eq_ignore_ascii_case(&id) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "x-prompt-id does not match the prompt id in the request path",
-        );
-    }
     let reg = state.registry.read();
-    let Some(p) = reg.prompts.get(&id) else {
-        return error(StatusCode::NOT_FOUND, &format!("Prompt {id} not found"));
-    };
-    if p.key.as_bytes() != key.as_bytes() {
+    let Some(p) = reg.prompts.get(id) else {
+        // Removed since the credentials were checked.
         return error(StatusCode::UNAUTHORIZED, "Invalid prompt credentials");
-    }
+    };
     let Some(v) = p.version(wanted) else {
         return error(
             StatusCode::NOT_FOUND,
             &format!("Prompt {id} has no version {version}"),
         );
     };
-    let body = serde_json::json!({
-        "promptId": p.id,
-        "name": p.name,
-        "version": v.version,
-        "content": v.content,
-        "createdAt": v.created_at,
-    });
-    json(StatusCode::OK, body.to_string())
+    let body = Obj::new()
+        .str("promptId", &p.id)
+        .str("name", &p.name)
+        .u64("version", v.version)
+        .str("content", &v.content)
+        .str("createdAt", &v.created_at)
+        .finish();
+    json(StatusCode::OK, body)
 }
 
 #[cfg(test)]
@@ -595,9 +587,20 @@ mod tests {
     }
 
     #[test]
-    fn query_params() {
+    fn query_params_and_paging() {
         assert_eq!(query_param("limit=5&offset=2", "offset"), Some("2"));
         assert_eq!(query_param("limit", "limit"), Some(""));
         assert_eq!(query_param("", "limit"), None);
+        assert_eq!(paging("").ok(), Some((50, 0)));
+        assert_eq!(paging("offset=18446744073709551615").ok(), Some((50, u64::MAX)));
+        for bad in [
+            "offset=18446744073709551616",
+            "offset=-1",
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+        ] {
+            assert!(paging(bad).is_err(), "{bad}");
+        }
     }
 }

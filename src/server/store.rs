@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::answer::Obj;
 use crate::error::Error;
 
 /// One stored trace.
@@ -32,27 +33,14 @@ pub struct Record {
 impl Record {
     /// `{"traceId", "agentId", "receivedAt", "idempotencyKey", "trace": <posted object>}`.
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(self.body.len() + 200);
-        s.push_str("{\"traceId\":");
-        s.push_str(&json_str(&self.trace_id));
-        s.push_str(",\"agentId\":");
-        s.push_str(&json_str(&self.agent_id));
-        s.push_str(",\"receivedAt\":");
-        s.push_str(&json_str(&self.received_at));
-        s.push_str(",\"idempotencyKey\":");
-        match &self.idempotency_key {
-            Some(k) => s.push_str(&json_str(k)),
-            None => s.push_str("null"),
-        }
-        s.push_str(",\"trace\":");
-        s.push_str(&self.body);
-        s.push('}');
-        s
+        Obj::with_capacity(self.body.len() + 200)
+            .str("traceId", &self.trace_id)
+            .str("agentId", &self.agent_id)
+            .str("receivedAt", &self.received_at)
+            .opt_str("idempotencyKey", self.idempotency_key.as_deref())
+            .raw("trace", &self.body)
+            .finish()
     }
-}
-
-pub fn json_str(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// Result of an insert.
@@ -247,14 +235,16 @@ impl Store {
         }
     }
 
-    /// Newest first, `limit` from `offset`, and the agent's total.
-    pub fn list(&self, agent_id: &str, limit: usize, offset: usize) -> Result<(Vec<Record>, u64), Error> {
+    /// Newest first, `limit` from `offset` (past the end: an empty page), and
+    /// the agent's total.
+    pub fn list(&self, agent_id: &str, limit: usize, offset: u64) -> Result<(Vec<Record>, u64), Error> {
         match self {
             Store::Memory(m) => {
                 let m = m.lock();
                 let Some(v) = m.by_agent.get(agent_id) else {
                     return Ok((Vec::new(), 0));
                 };
+                let offset = usize::try_from(offset).unwrap_or(usize::MAX);
                 let page = v
                     .iter()
                     .rev()
@@ -279,7 +269,12 @@ impl Store {
                     ))
                     .map_err(db_err)?;
                 let rows = st
-                    .query_map(params![agent_id, limit as i64, offset as i64], row_to_record)
+                    // Past the total the page is empty; clamping keeps the
+                    // offset within SQLite's signed range.
+                    .query_map(
+                        params![agent_id, limit as i64, offset.min(total as u64) as i64],
+                        row_to_record,
+                    )
                     .map_err(db_err)?
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(db_err)?;
@@ -378,6 +373,10 @@ mod tests {
         let (page, _) = s.list("a", 10, 1).unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].trace_id, id1);
+        for past_the_end in [2, 1 << 63, u64::MAX] {
+            let (page, total) = s.list("a", 10, past_the_end).unwrap();
+            assert!(page.is_empty() && total == 2, "offset {past_the_end}");
+        }
         assert_eq!(s.get("a", &id1).unwrap().unwrap().body, "{\"n\":1}");
         assert!(s.get("b", &id1).unwrap().is_none());
         let all = s.all(None).unwrap();

@@ -22,10 +22,15 @@ from .._context import (
     record_prompt_fetch,
     set_trace_context,
 )
+from ._details import CallDetails
+from ._values import OUTPUT_CONTENT_LIMIT, as_int, as_number, model_name, truncate_preview
 
 __all__ = [
     "Adapter",
     "AsyncStreamWrapper",
+    "begin_call",
+    "copy_identity",
+    "record_error",
     "CapturedLlmCall",
     "CapturedPromptFetch",
     "StreamWrapper",
@@ -39,43 +44,8 @@ __all__ = [
     "truncate_preview",
 ]
 
-# Input previews stay short (the judge renders ~100 chars of a step input);
-# output previews match the 1500-char cap of a step output preview.
-INPUT_CONTENT_LIMIT = 500
-OUTPUT_CONTENT_LIMIT = 1500
-
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
-
-
-def truncate_preview(text: Optional[str], limit: int) -> Optional[str]:
-    """Preview truncation of infinium-o2's adapters: ``limit`` chars plus ``...``."""
-    if text is None:
-        return None
-    if not isinstance(text, str):
-        text = str(text)
-    return text[:limit] + "..." if len(text) > limit else text
-
-
-def as_number(value: Any) -> Optional[float]:
-    """A temperature as given, or None for sentinels (``NOT_GIVEN``) and non-numbers."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def as_int(value: Any) -> Optional[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def model_name(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "unknown"
-    return str(value)
 
 
 def take_model_and_usage(
@@ -87,8 +57,8 @@ def take_model_and_usage(
         call.model = model_name(model)
     usage = getattr(response, "usage", None)
     if usage:
-        call.prompt_tokens = getattr(usage, prompt_field, None)
-        call.completion_tokens = getattr(usage, completion_field, None)
+        call.prompt_tokens = as_int(getattr(usage, prompt_field, None))
+        call.completion_tokens = as_int(getattr(usage, completion_field, None))
 
 
 class Adapter:
@@ -97,15 +67,34 @@ class Adapter:
     provider = "unknown"
     #: The patched method always returns a stream (``generate_content_stream``).
     always_stream = False
+    #: The patched method never returns a stream (``parse``), whatever ``stream`` says.
+    never_stream = False
 
-    def __init__(self, capture_content: bool) -> None:
+    def __init__(
+        self, capture_content: bool, estimate_cost: bool = False, never_stream: bool = False
+    ) -> None:
         self.capture_content = capture_content
+        self.estimate_cost = estimate_cost
+        if never_stream:  # (else the class's own default)
+            self.never_stream = True
 
     def describe(
         self, owner: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]
     ) -> Tuple[CapturedLlmCall, bool]:
         """The call record before the request, and whether a stream is requested."""
         raise NotImplementedError
+
+    def new_call(
+        self, provider: str, kwargs: Dict[str, Any], preview: Callable[[], Optional[str]]
+    ) -> CapturedLlmCall:
+        """The record of a call made with ``model=`` and ``temperature=`` keywords;
+        ``preview()`` gives its input preview (called with ``capture_content`` only)."""
+        return CapturedLlmCall(
+            provider=provider,
+            model=model_name(kwargs.get("model", "unknown")),
+            temperature=as_number(kwargs.get("temperature")),
+            input_preview=preview() if self.capture_content else None,
+        )
 
     def on_response(self, call: CapturedLlmCall, response: Any) -> None:
         """Complete ``call`` from a non-streamed response."""
@@ -114,10 +103,42 @@ class Adapter:
         """Update ``call`` from one stream chunk / event."""
 
 
-def _record_error(call: CapturedLlmCall, t0: int, exc: BaseException) -> None:
+def begin_call(
+    ctx: TraceContext,
+    adapter: Adapter,
+    method: bool,
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+) -> Tuple[CapturedLlmCall, bool, int]:
+    """Record a call in ``ctx`` before its request: (call, streaming, monotonic start).
+    With ``method``, ``args[0]`` is the resource the method is called on."""
+    if method:
+        call, streaming = adapter.describe(args[0] if args else None, args[1:], kwargs)
+    else:
+        call, streaming = adapter.describe(None, args, kwargs)
+    call.start_time_ns = _time_ns()
+    if adapter.capture_content or adapter.estimate_cost:
+        call._details = CallDetails(adapter.capture_content, adapter.estimate_cost)
+    ctx.calls.append(call)
+    streaming = (streaming or adapter.always_stream) and not adapter.never_stream
+    return call, streaming, _perf_ns()
+
+
+def record_error(call: CapturedLlmCall, t0: int, exc: BaseException) -> None:
+    """The call failed ``t0`` (monotonic) after it started, raising ``exc``."""
     call.latency_ns = _perf_ns() - t0
     call.error_type = type(exc).__name__
     call.error_message = exception_text(exc)
+
+
+def copy_identity(wrapper: Any, original: Any) -> None:
+    """Give ``wrapper`` the name and docstring of ``original`` and mark it patched."""
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+        try:
+            setattr(wrapper, attr, getattr(original, attr))
+        except (AttributeError, TypeError):
+            pass
+    mark_patched(wrapper, original)
 
 
 def make_wrapper(
@@ -129,18 +150,6 @@ def make_wrapper(
 ) -> Callable[..., Any]:
     """Wrap ``original`` (a bound method, or with ``method`` a class function)."""
     get_ctx = _current_trace_ctx.get
-
-    def _begin(
-        ctx: TraceContext, args: Tuple[Any, ...], kwargs: Dict[str, Any]
-    ) -> Tuple[CapturedLlmCall, bool, int]:
-        """Record the call before the request: (call, streaming, monotonic start)."""
-        if method:
-            call, streaming = adapter.describe(args[0] if args else None, args[1:], kwargs)
-        else:
-            call, streaming = adapter.describe(None, args, kwargs)
-        call.start_time_ns = _time_ns()
-        ctx.calls.append(call)
-        return call, streaming or adapter.always_stream, _perf_ns()
 
     stream_wrapper = AsyncStreamWrapper if is_async else StreamWrapper
 
@@ -161,11 +170,11 @@ def make_wrapper(
             ctx = get_ctx()
             if ctx is None:
                 return await original(*args, **kwargs)
-            call, streaming, t0 = _begin(ctx, args, kwargs)
+            call, streaming, t0 = begin_call(ctx, adapter, method, args, kwargs)
             try:
                 response = await original(*args, **kwargs)
             except BaseException as exc:
-                _record_error(call, t0, exc)
+                record_error(call, t0, exc)
                 raise
             return _end(call, streaming, t0, response)
 
@@ -176,22 +185,17 @@ def make_wrapper(
             ctx = get_ctx()
             if ctx is None:
                 return original(*args, **kwargs)
-            call, streaming, t0 = _begin(ctx, args, kwargs)
+            call, streaming, t0 = begin_call(ctx, adapter, method, args, kwargs)
             try:
                 response = original(*args, **kwargs)
             except BaseException as exc:
-                _record_error(call, t0, exc)
+                record_error(call, t0, exc)
                 raise
             return _end(call, streaming, t0, response)
 
         wrapper = sync_wrapper
 
-    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
-        try:
-            setattr(wrapper, attr, getattr(original, attr))
-        except (AttributeError, TypeError):
-            pass
-    mark_patched(wrapper, original)
+    copy_identity(wrapper, original)
     return wrapper
 
 

@@ -11,16 +11,27 @@ import importlib
 import logging
 from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Tuple, Type
 
+from . import _pricing
 from ._context import Adapter, is_patched, make_wrapper
+from ._managers import make_manager_wrapper
 
 __all__ = ["ClassInstrumentor", "PatchTarget", "patch_attr", "sync_and_async"]
 
+#: ``(capture_content, estimate_cost)`` -> the adapter of a wrapped method.
+AdapterFactory = Callable[[bool, bool], Adapter]
 
-def patch_attr(owner: Any, attr: str, adapter: Adapter, *, is_async: bool) -> None:
-    """Wrap the bound method ``owner.<attr>`` unless it is missing or already patched."""
+
+def patch_attr(
+    owner: Any, attr: str, adapter: Adapter, *, is_async: bool, manager: bool = False
+) -> None:
+    """Wrap the bound method ``owner.<attr>`` unless it is missing or already patched;
+    with ``manager`` it is a stream helper returning a stream manager."""
+    if owner is None:
+        return
     original = getattr(owner, attr, None)
     if original is not None and not is_patched(original):
-        setattr(owner, attr, make_wrapper(original, adapter, is_async=is_async))
+        wrap = make_manager_wrapper if manager else make_wrapper
+        setattr(owner, attr, wrap(original, adapter, is_async=is_async))
 
 
 class PatchTarget(NamedTuple):
@@ -30,12 +41,13 @@ class PatchTarget(NamedTuple):
     cls: str
     attr: str
     is_async: bool
-    #: ``capture_content`` -> the adapter of the wrapped method.
-    adapter: Callable[[bool], Adapter]
+    adapter: AdapterFactory
     #: Instrumentor class attribute that mirrors the saved original (infinium-o2 names).
     alias: Optional[str] = None
     #: Skip the target when the class has no such method (older package versions).
     optional: bool = False
+    #: The method is a stream helper returning a stream manager.
+    manager: bool = False
 
 
 def sync_and_async(
@@ -43,13 +55,16 @@ def sync_and_async(
     sync_cls: str,
     async_cls: str,
     attr: str,
-    adapter: Callable[[bool], Adapter],
+    adapter: AdapterFactory,
     aliases: Tuple[Optional[str], Optional[str]] = (None, None),
+    *,
+    optional: bool = False,
+    manager: bool = False,
 ) -> Tuple[PatchTarget, PatchTarget]:
     """The targets of a sync resource class and its async twin (same method name)."""
     return (
-        PatchTarget(module, sync_cls, attr, False, adapter, aliases[0]),
-        PatchTarget(module, async_cls, attr, True, adapter, aliases[1]),
+        PatchTarget(module, sync_cls, attr, False, adapter, aliases[0], optional, manager),
+        PatchTarget(module, async_cls, attr, True, adapter, aliases[1], optional, manager),
     )
 
 
@@ -93,11 +108,14 @@ class ClassInstrumentor:
             cls._owner = cls
             cls._originals = {}
 
-    def __init__(self, capture_content: bool = False) -> None:
+    def __init__(self, capture_content: bool = False, *, estimate_cost: bool = False) -> None:
         self.capture_content = capture_content
+        self.estimate_cost = estimate_cost
 
     def instrument(self) -> None:
         owner = self._owner
+        if self.estimate_cost:
+            _pricing.ensure_loaded()
         found = _resolve(owner.targets)
         if not found:
             logging.getLogger(owner.__module__).warning(
@@ -110,8 +128,9 @@ class ClassInstrumentor:
             if key not in originals:
                 originals[key] = klass.__dict__.get(target.attr, getattr(klass, target.attr))
             original = originals[key]
-            adapter = target.adapter(self.capture_content)
-            wrapper = make_wrapper(original, adapter, is_async=target.is_async, method=True)
+            adapter = target.adapter(self.capture_content, self.estimate_cost)
+            wrap = make_manager_wrapper if target.manager else make_wrapper
+            wrapper = wrap(original, adapter, is_async=target.is_async, method=True)
             setattr(klass, target.attr, wrapper)
             if target.alias is not None:
                 setattr(owner, target.alias, original)
