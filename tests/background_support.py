@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 from infinium import InfiniumClient, _core
 
@@ -82,3 +82,16 @@ def write_segment(path: Path, records: List[bytes], first: int = 0) -> List[str]
     keys = [f"00000000-0000-4000-8000-{first + i:012d}" for i in range(len(records))]
     path.write_bytes(b"".join(encode_record(k, b) for k, b in zip(keys, records)))
     return keys
+
+
+def deliver_backlog(base_url: str, **kw: Any) -> Dict[str, int]:
+    """A new client for AGENT at ``base_url`` takes over the backlog in the
+    spool and delivers it: its stats once ``flush()`` returned True, with
+    ``claimed`` as counted right after construction."""
+    c = bg_client(base_url, **kw)
+    try:
+        claimed = c.stats()["claimed"]
+        assert c.flush(60) is True
+        return {**c.stats(), "claimed": claimed}
+    finally:
+        c.close()

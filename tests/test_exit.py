@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from .background_support import DedupServer, deliver_backlog
 from .conftest import CaptureServer, run_script
 
 SCRIPT = r"""
@@ -57,7 +58,7 @@ def test_exit_waits_for_a_runtime_thread_inside_python(capture_server: CaptureSe
 EXIT_SCRIPT = r"""
 import sys
 from infinium import InfiniumClient
-kw = dict(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="agent-secret-42",
+kw = dict(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="sk-test-s3cr3t-value",
           base_url=sys.argv[1], background=True, shutdown_timeout=1.0)
 if sys.argv[2] == "off":
     kw["spool_dir"] = False
@@ -87,22 +88,10 @@ def test_defaults_spool_what_exit_cannot_deliver(capture_server: CaptureServer) 
     assert "saved in the spool" in out.stderr, out.stderr
     root = Path(os.environ["XDG_CACHE_HOME"]) / "infinium" / "spool"
     assert list(root.rglob("seg-*.log"))
-    from infinium import InfiniumClient
-
-    c = InfiniumClient(
-        agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15",
-        agent_secret="agent-secret-42",
-        base_url=capture_server.base_url,
-        background=True,
-        enable_rate_limiting=False,
-    )
-    try:
-        # (A send cut short at exit may have reached the server: it is
-        # spooled and sent again, with the same idempotency key.)
-        assert 120 - at_exit <= c.stats()["claimed"] <= 120 - at_exit + 8
-        assert c.flush(30) is True
-    finally:
-        c.close()
+    st = deliver_backlog(capture_server.base_url)
+    # (A send cut short at exit may have reached the server: it is spooled
+    # and sent again, with the same idempotency key.)
+    assert 120 - at_exit <= st["claimed"] <= 120 - at_exit + 8
     names = {r.json()["name"] for r in capture_server.requests}
     assert names == {f"e{i}" for i in range(120)}
     assert not list(root.rglob("seg-*"))
@@ -124,7 +113,7 @@ CLOSE_SCRIPT = r"""
 import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from infinium import InfiniumClient
-c = InfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="agent-secret-42",
+c = InfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15", agent_secret="sk-test-s3cr3t-value",
                    base_url=sys.argv[1], background=True, shutdown_timeout=60, backoff_base=0.05)
 for i in range(100):
     c.send_task(name=f"c{i}", description="d", duration=1.0)
@@ -138,7 +127,6 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_during_close_stops_waiting_but_spools() -> None:
-    from .background_support import DedupServer, bg_client
 
     srv = DedupServer()  # down
     proc = subprocess.Popen(
@@ -151,12 +139,10 @@ def test_ctrl_c_during_close_stops_waiting_but_spools() -> None:
     assert proc.stdout.readline().strip() == "interrupted"
     assert proc.wait(timeout=30) == 0
     srv.start()
-    c = bg_client(srv.base_url)
     try:
-        assert c.flush(30) is True
+        deliver_backlog(srv.base_url)
         assert len(srv.stored) == 100
     finally:
-        c.close()
         srv.stop()
 
 
@@ -166,7 +152,7 @@ from infinium import AsyncInfiniumClient
 
 async def main():
     c = AsyncInfiniumClient(agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15",
-                            agent_secret="agent-secret-42", base_url=sys.argv[1],
+                            agent_secret="sk-test-s3cr3t-value", base_url=sys.argv[1],
                             background=True, shutdown_timeout=60, backoff_base=0.05)
     for i in range(50):
         await c.send_task(name=f"a{i}", description="d", duration=1.0)
@@ -182,7 +168,6 @@ asyncio.run(main())
 
 
 def test_a_cancelled_async_close_still_spools_before_exit() -> None:
-    from .background_support import DedupServer, bg_client
 
     srv = DedupServer()  # down
     out = subprocess.run(
@@ -193,10 +178,8 @@ def test_a_cancelled_async_close_still_spools_before_exit() -> None:
     )
     assert out.returncode == 0 and "cancelled" in out.stdout, out.stderr
     srv.start()
-    c = bg_client(srv.base_url)
     try:
-        assert c.flush(30) is True
+        deliver_backlog(srv.base_url)
         assert len(srv.stored) == 50
     finally:
-        c.close()
         srv.stop()

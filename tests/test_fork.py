@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from .background_support import DedupServer, deliver_backlog
 from .conftest import CaptureServer
 
 SCRIPT = r"""
@@ -100,22 +101,10 @@ def test_pool_terminate_loses_nothing(
     assert out.returncode == 0 and "pool done" in out.stdout, out.stderr
     at_exit = capture_server.count("POST")
     assert at_exit < 400
-    from infinium import InfiniumClient
-
-    c = InfiniumClient(
-        agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15",
-        agent_secret="secret-123",
-        base_url=capture_server.base_url,
-        background=True,
-        enable_rate_limiting=False,
-    )
-    try:
-        assert c.flush(60) is True
-        names = {r.json()["name"] for r in capture_server.requests}
-        assert names == {f"w{i}" for i in range(400)}
-        assert c.stats()["claimed"] >= 400 - at_exit
-    finally:
-        c.close()
+    st = deliver_backlog(capture_server.base_url)
+    names = {r.json()["name"] for r in capture_server.requests}
+    assert names == {f"w{i}" for i in range(400)}
+    assert st["claimed"] >= 400 - at_exit
 
 
 LOCK_SCRIPT = r"""
@@ -138,10 +127,6 @@ time.sleep(60)
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.timeout(120)
 def test_a_forked_child_does_not_keep_a_dead_parents_backlog_locked(tmp_path: Path) -> None:
-    from infinium import InfiniumClient
-
-    from .background_support import DedupServer
-
     srv = DedupServer()  # down while the parent runs
     proc = subprocess.Popen(
         [sys.executable, "-c", LOCK_SCRIPT, srv.base_url, str(tmp_path)],
@@ -154,20 +139,9 @@ def test_a_forked_child_does_not_keep_a_dead_parents_backlog_locked(tmp_path: Pa
         proc.kill()  # the parent dies; its child lives on
         proc.wait(10)
         srv.start()
-        c = InfiniumClient(
-            agent_id="3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15",
-            agent_secret="sk-test-s3cr3t-value",
-            base_url=srv.base_url,
-            background=True,
-            enable_rate_limiting=False,
-            spool_dir=tmp_path,
-        )
-        try:
-            assert c.flush(30) is True
-            assert len(srv.stored) == 50
-            assert c.stats()["claimed"] == 50
-        finally:
-            c.close()
+        st = deliver_backlog(srv.base_url, spool_dir=tmp_path)
+        assert len(srv.stored) == 50
+        assert st["claimed"] == 50
     finally:
         os.kill(child, signal.SIGKILL)
         srv.stop()
