@@ -46,6 +46,35 @@ pub fn register_atfork() {
     });
 }
 
+/// Runtime threads block the signals a program handles (SIGTERM, SIGINT...):
+/// a process-directed signal then goes to a thread that runs Python. Python
+/// runs its handlers in the main thread, woken by the signal; one delivered
+/// to a runtime thread instead left a main thread blocked in a wait that
+/// never ends (a `multiprocessing` worker on the pool's queue lock, after
+/// `Pool.terminate()`) without ever running the handler.
+fn block_async_signals() {
+    #[cfg(unix)]
+    // SAFETY: building a signal set and changing this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGALRM,
+            libc::SIGCHLD,
+            libc::SIGWINCH,
+        ] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Incremented in a child process after every `fork()`.
 pub fn generation() -> u64 {
     GENERATION.load(Ordering::SeqCst)
@@ -75,6 +104,7 @@ pub fn get() -> Result<&'static Runtime, Error> {
                                 .clamp(2, 8),
                         )
                         .thread_name("infinium-rt")
+                        .on_thread_start(block_async_signals)
                         .enable_all()
                         .build();
                     match built {
@@ -102,6 +132,25 @@ pub fn get() -> Result<&'static Runtime, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn runtime_threads_leave_signals_to_python() {
+        let blocked = |sig| {
+            // SAFETY: reading this thread's signal mask.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+                libc::sigismember(&set, sig) == 1
+            }
+        };
+        let rt = get().unwrap();
+        let on_worker = rt.block_on(async { rt.spawn(async move { blocked(libc::SIGTERM) }).await });
+        assert!(on_worker.unwrap());
+        let on_blocking =
+            rt.block_on(async { tokio::task::spawn_blocking(move || blocked(libc::SIGINT)).await });
+        assert!(on_blocking.unwrap());
+    }
 
     #[test]
     fn runtime_is_shared_and_runs_tasks() {

@@ -44,6 +44,18 @@ async def while_ticking(work: Awaitable[T], every: float) -> Tuple[T, int]:
         t.cancel()
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test (and every process it starts) gets its own
+    ``XDG_CACHE_HOME``: background export spools there by default, and no
+    test may write into (or read a backlog from) the real ``~/.cache``."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 @pytest.fixture
 def capture_server() -> Iterator[CaptureServer]:
     srv = CaptureServer()

@@ -1,10 +1,11 @@
-"""Background export (issue 6): queue, flush/close/stats, idempotency keys,
+"""Background export: queue, flush/close/stats, idempotency keys,
 outage, faults, crash, exit, fork, memory, spool overflow/corruption.
 
 Every test talks to a real loopback server: the shipped local API
 (``tests/support``'s ``ApiServer``, named ``DedupServer`` here), which stores
 each trace once per ``Idempotency-Key``, can be stopped and started on the
-same port (an outage is a refused connection) and injects faults.
+same port (an outage is a refused connection) and injects faults. The spool
+tests are in ``test_spool``; the helpers both use in ``background_support``.
 """
 
 from __future__ import annotations
@@ -25,51 +26,28 @@ import pytest
 
 from infinium import AsyncInfiniumClient, InfiniumClient, ValidationError
 
-from .support.api import ApiServer as DedupServer
+from .background_support import (
+    AGENT,
+    SECRET,
+    TRACE,
+    DedupServer,
+    bg_client,
+    orphan_dir,
+    running,
+    send_many,
+    spool_files,
+    wait_until,
+    write_segment,
+)
 
-AGENT = "3f9c1a52-8d4e-4b7a-9c1e-2a6f0b8d7e15"
-SECRET = "sk-test-s3cr3t-value"
 ROOT = Path(__file__).resolve().parent.parent
+server = pytest.fixture(running, name="server")
 
 # Python 3.12+ warns on any fork() of a process with threads (ours has the
 # runtime's); these tests fork on purpose, to prove the SDK survives it.
 FORK_IS_THE_POINT = pytest.mark.filterwarnings(
     "ignore:This process .* is multi-threaded, use of fork:DeprecationWarning"
 )
-
-
-@pytest.fixture
-def server() -> Any:
-    srv = DedupServer().start()
-    yield srv
-    srv.stop()
-
-
-def bg_client(base_url: str, **kw: Any) -> InfiniumClient:
-    kw.setdefault("enable_rate_limiting", False)
-    kw.setdefault("max_retries", 2)
-    kw.setdefault("timeout", 5.0)
-    kw.setdefault("backoff_base", 0.02)
-    return InfiniumClient(
-        agent_id=AGENT, agent_secret=SECRET, base_url=base_url, background=True, **kw
-    )
-
-
-def send_many(client: Any, n: int, prefix: str = "t") -> List[str]:
-    keys = []
-    for i in range(n):
-        r = client.send_task(name=f"{prefix}{i}", description="d", duration=0.5)
-        keys.append(r.data["idempotency_key"])
-    return keys
-
-
-def wait_until(cond: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 # --- basics ----------------------------------------------------------------------
@@ -227,12 +205,13 @@ def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
 ) -> None:
     """A base URL that is not http(s) fails each foreground send at once (not
     retried); in the background it is not the trace's fault: nothing is counted
-    failed, and on close what is queued goes to the spool, which a client with
-    the right URL delivers."""
+    failed, and on close what is queued goes to the spool. A client with the
+    right URL does not take it (another target); `infinium replay --to` does."""
+    bad = "api.example.com/v1"
     c = InfiniumClient(
         agent_id=AGENT,
         agent_secret=SECRET,
-        base_url="api.example.com/v1",
+        base_url=bad,
         background=True,
         spool_dir=str(tmp_path),
         shutdown_timeout=0.5,
@@ -247,11 +226,14 @@ def test_an_unusable_base_url_keeps_traces_rather_than_dropping_them(
     finally:
         c.close()
     fixed = bg_client(server.base_url, spool_dir=tmp_path)
-    try:
-        assert wait_until(lambda: len(server.stored) == 3, 30)
-        assert sorted(t["name"] for t in server.stored.values()) == ["t0", "t1", "t2"]
-    finally:
-        fixed.close()
+    assert fixed.stats()["spool_backlog"] == 0
+    fixed.close()
+    from infinium._replay import replay_main
+
+    argv = [str(tmp_path), "--base-url", bad, "--to", server.base_url, "--agent-secret", SECRET]
+    assert replay_main([*argv, "--no-rate-limit", "-q"]) == 0
+    assert sorted(t["name"] for t in server.stored.values()) == ["t0", "t1", "t2"]
+    assert spool_files(tmp_path) == []
 
 
 # --- memory -------------------------------------------------------------------------
@@ -268,7 +250,7 @@ def _rss_kib() -> int:
 @pytest.mark.timeout(120)
 def test_memory_bounded_when_server_down_without_spool(caplog: Any) -> None:
     srv = DedupServer()  # never started
-    c = bg_client(srv.base_url, max_queue_size=10_000)
+    c = bg_client(srv.base_url, max_queue_size=10_000, spool_dir=False)
     send_many(c, 10_000, "warm")
     before = _rss_kib()
     with caplog.at_level(logging.WARNING, logger="infinium"):
@@ -311,40 +293,28 @@ def test_overflow_goes_to_spool_and_comes_back(server: DedupServer, tmp_path: Pa
     assert st["replayed"] >= 1_800 and st["sent"] == 2_000
     c.close()
     # Nothing left behind.
-    assert list(tmp_path.iterdir()) == []
-
-
-def _write_segment(path: Path, records: List[bytes]) -> None:
-    import zlib
-
-    out = b""
-    for i, body in enumerate(records):
-        key = f"00000000-0000-4000-8000-{i:012d}".encode()
-        payload = bytes([len(key)]) + key + body
-        out += len(payload).to_bytes(4, "little") + zlib.crc32(payload).to_bytes(4, "little")
-        out += payload
-    path.write_bytes(out)
+    assert spool_files(tmp_path) == []
 
 
 def test_backlog_with_torn_tail_is_replayed(
     server: DedupServer, tmp_path: Path, caplog: Any
 ) -> None:
-    d = tmp_path / f"{AGENT}.99999.deadbeef"
-    d.mkdir()
-    (d / "lock").touch()
+    d = orphan_dir(tmp_path, server.base_url)
     seg = d / "seg-000000.log"
-    trace = b'{"name":"r%d","description":"d","current_datetime":"t","duration":1}'
-    _write_segment(seg, [trace % i for i in range(3)])
+    write_segment(seg, [TRACE % i for i in range(3)])
     with open(seg, "ab") as fh:
         fh.write(b"\x40\x00\x00\x00\x01\x02")  # a torn header+payload
+    server.stop()  # (so that the counts below cannot move yet)
     with caplog.at_level(logging.WARNING, logger="infinium"):
         c = bg_client(server.base_url, spool_dir=tmp_path)
-        assert wait_until(lambda: len(server.stored) == 3, 20)
-        assert wait_until(lambda: c.stats()["spool_backlog"] == 0, 10)
+        assert c.stats()["spool_backlog"] == 3
+        server.start()
+        assert c.flush(20) is True
+        assert len(server.stored) == 3
         st = c.stats()
         c.close()
-    assert st["replayed"] == 3 and server.duplicates == 0
-    assert any("torn" in r.getMessage() for r in caplog.records)
+    assert st["replayed"] == 3 and st["unreadable"] == 1 and server.duplicates == 0
+    assert any("damaged region" in r.getMessage() for r in caplog.records)
     assert not d.exists()
 
 
@@ -366,7 +336,10 @@ def test_two_clients_share_one_backlog_exactly_once(server: DedupServer, tmp_pat
 
 # --- crash, exit (subprocesses) ----------------------------------------------------
 
-_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+def _env() -> Dict[str, str]:
+    # Read when the test runs: the cache directory is the test's own.
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def _script(body: str) -> List[str]:
@@ -375,13 +348,13 @@ def _script(body: str) -> List[str]:
 
 @pytest.mark.timeout(120)
 def test_crash_durable_spool_loses_nothing(server: DedupServer, tmp_path: Path) -> None:
-    down = DedupServer()  # never started
+    server.stop()  # down while the process runs (its backlog is for this URL)
     proc = subprocess.Popen(
         _script(f"""
             import sys, time
             from infinium import InfiniumClient
             c = InfiniumClient(agent_id="{AGENT}", agent_secret="{SECRET}",
-                               base_url="{down.base_url}", background=True,
+                               base_url="{server.base_url}", background=True,
                                spool_dir=r"{tmp_path}", durable=True, backoff_base=0.02)
             for i in range(5000):
                 r = c.send_task(name=f"c{{i}}", description="d", duration=1.0)
@@ -392,7 +365,7 @@ def test_crash_durable_spool_loses_nothing(server: DedupServer, tmp_path: Path) 
         """),
         stdout=subprocess.PIPE,
         text=True,
-        env=_ENV,
+        env=_env(),
     )
     accepted: List[str] = []
     assert proc.stdout is not None
@@ -404,6 +377,7 @@ def test_crash_durable_spool_loses_nothing(server: DedupServer, tmp_path: Path) 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     assert len(accepted) == 5000
+    server.start()
     c = bg_client(server.base_url, spool_dir=tmp_path)
     try:
         assert wait_until(lambda: len(server.stored) >= 5000, 60), len(server.stored)
@@ -413,7 +387,7 @@ def test_crash_durable_spool_loses_nothing(server: DedupServer, tmp_path: Path) 
         assert c.stats()["replayed"] == 5000
     finally:
         c.close()
-    assert list(tmp_path.iterdir()) == []
+    assert spool_files(tmp_path) == []
 
 
 @pytest.mark.timeout(60)
@@ -429,7 +403,7 @@ def test_exit_without_close_delivers(server: DedupServer) -> None:
                 c.send_task(name=f"e{{i}}", description="d", duration=1.0)
         """),
         check=True,
-        env=_ENV,
+        env=_env(),
         timeout=30,
     )
     assert time.monotonic() - t0 < 5.0 + 3.0
@@ -438,14 +412,14 @@ def test_exit_without_close_delivers(server: DedupServer) -> None:
 
 @pytest.mark.timeout(60)
 def test_exit_with_server_down_is_bounded_and_spools(server: DedupServer, tmp_path: Path) -> None:
-    down = DedupServer()
+    server.stop()
     t0 = time.monotonic()
     subprocess.run(
         _script(f"""
             import time
             from infinium import InfiniumClient
             c = InfiniumClient(agent_id="{AGENT}", agent_secret="{SECRET}",
-                               base_url="{down.base_url}", background=True,
+                               base_url="{server.base_url}", background=True,
                                spool_dir=r"{tmp_path}", shutdown_timeout=1.0,
                                backoff_base=0.05)
             for i in range(300):
@@ -453,12 +427,13 @@ def test_exit_with_server_down_is_bounded_and_spools(server: DedupServer, tmp_pa
             print("submitted", time.monotonic(), flush=True)
         """),
         check=True,
-        env=_ENV,
+        env=_env(),
         timeout=30,
     )
     elapsed = time.monotonic() - t0
     # Interpreter start-up (~0.3 s) + shutdown_timeout + 1 s.
     assert elapsed < 1.0 + 1.0 + 1.0, elapsed
+    server.start()
     c = bg_client(server.base_url, spool_dir=tmp_path)
     try:
         assert wait_until(lambda: len(server.stored) == 300, 30)
@@ -496,9 +471,15 @@ def test_fork_children_get_fresh_exporters(server: DedupServer) -> None:
             p.join(30)
             assert p.exitcode == 0
         assert c.flush(20)
-        assert len(server.stored) == 500, len(server.stored)
-        assert server.duplicates == 0
-        assert c.stats()["sent"] == 100
+        # What a child could not deliver within its shutdown_timeout is in
+        # the spool, which this process (same agent and URL) takes over.
+        assert wait_until(lambda: len(server.stored) == 500, 30), len(server.stored)
+        assert c.flush(20)  # (now covering what it took over)
+        st = c.stats()
+        assert st["sent"] == 100 + st["claimed"], st
+        # No child sent the parent's queue again; only a send a child cut
+        # short at exit (and spooled) may arrive twice, deduplicated by key.
+        assert server.duplicates <= st["claimed"]
     finally:
         _fork_client = None
         c.close()
@@ -553,7 +534,7 @@ def test_replay_cli_delivers_backlog(server: DedupServer, tmp_path: Path, capsys
     first = bg_client(server.base_url, spool_dir=tmp_path, shutdown_timeout=0.2)
     keys = send_many(first, 400)
     first.close()
-    assert agents_in(tmp_path) == [AGENT]
+    assert agents_in(str(tmp_path)) == [AGENT]
     # Server still down: nothing delivered, exit status 1, backlog kept.
     argv = [str(tmp_path), "--base-url", server.base_url, "--agent-secret", SECRET]
     assert replay_main([*argv, "--stall-timeout", "0.5", "--no-rate-limit"]) == 1
@@ -567,6 +548,6 @@ def test_replay_cli_delivers_backlog(server: DedupServer, tmp_path: Path, capsys
     assert "replayed 400 trace(s), 0 rejected by the server, 0 left" in captured.out
     assert "400/400" in captured.err
     assert set(server.stored) == set(keys) and server.duplicates == 0
-    assert list(tmp_path.iterdir()) == []
+    assert spool_files(tmp_path) == []
     assert replay_main([*argv, "-q"]) == 0
     assert "nothing to replay" in capsys.readouterr().out

@@ -1,6 +1,8 @@
 """Type stubs for the compiled ``infinium._core`` extension (src/)."""
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple, final
+from os import PathLike
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, final
 
 __all__ = [
     "__version__",
@@ -147,7 +149,9 @@ class Exporter:
         max_queue_size: int = 10_000,
         concurrency: int = 8,
         spool_dir: Optional[str] = None,
+        spool_default: bool = False,
         durable: bool = False,
+        max_spool_bytes: int = ...,
     ) -> Exporter: ...
     def submit(self, task: Any) -> Tuple[str, Optional[List[str]]]: ...
     def take_warnings(self) -> Optional[List[str]]: ...
@@ -157,4 +161,16 @@ class Exporter:
     async def close_async(self, timeout: float) -> bool: ...
     def stats(self) -> Dict[str, int]: ...
     @property
-    def spool_path(self) -> Optional[str]: ...
+    def spool_path(self) -> Optional[Path]: ...
+    @property
+    def spool_target(self) -> Optional[Path]: ...
+    @staticmethod
+    def spool_targets(
+        root: Union[str, PathLike[str]],
+    ) -> List[Tuple[Path, str, str, bool, int]]: ...
+    @staticmethod
+    def spool_target_dir(root: Union[str, PathLike[str]], agent: str, base_url: str) -> Path: ...
+    @staticmethod
+    def retarget(
+        src: Union[str, PathLike[str]], root: Union[str, PathLike[str]], agent: str, base_url: str
+    ) -> int: ...

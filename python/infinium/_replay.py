@@ -1,32 +1,50 @@
-"""``infinium replay DIR``: deliver a spool directory's backlog.
+"""``infinium replay [DIR]``: deliver what background export left in a spool.
 
 Wired into the ``infinium`` command line as the ``replay`` subcommand
-(``replay_main(argv) -> int``). It starts a background client on the spool
-directory, which claims the backlog of every process that is gone (the
-directories of live processes stay locked and are left alone), shows a
-progress bar and prints a final count. Records the server acknowledges are
-removed from the spool; what cannot be delivered stays there.
+(``replay_main(argv) -> int``). ``DIR`` is a spool root (default: the
+per-user spool directory) or one target folder in it. Each target (an
+agent and the base URL its traces were queued for) is replayed by a
+background client for that agent and URL, which takes over the backlog of
+every exporter that is gone (the directories of live processes stay locked
+and are left alone); it shows a progress bar and prints a final count.
+Records the server acknowledges are removed from the spool; what cannot be
+delivered stays there.
+
+``--to URL`` delivers a backlog to another base URL than the one it was
+queued for (a mistyped URL, a moved endpoint); without it every backlog goes
+only to its own target.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
-from pathlib import Path
-from typing import List, Optional, Sequence, TextIO
+from typing import List, Optional, Sequence, TextIO, Tuple
 
-_DIR_NAME = re.compile(r"^([0-9a-fA-F-]{36})\.\d+\.[0-9a-f]+$")
+# Nothing else of the package is imported before the command runs: the
+# command line (and `infinium doctor`) must start even when it is broken.
+from ._internal.spool_dir import default_spool_root
 
 
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(
         prog="infinium replay", description="Deliver the traces left in a spool directory."
     )
-    p.add_argument("dir", help="the spool_dir the clients were configured with")
-    p.add_argument("--base-url", default=None, help="API base URL (env INFINIUM_BASE_URL)")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=None,
+        help=f"the spool directory (default: {default_spool_root()})",
+    )
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="only the backlog queued for this base URL (needed, with its credentials, "
+        "for a URL that had user:password@)",
+    )
+    p.add_argument("--to", default=None, help="deliver to this base URL instead")
     p.add_argument("--agent-id", default=None, help="agent id (env INFINIUM_AGENT_ID)")
     p.add_argument("--agent-secret", default=None, help="agent secret (env INFINIUM_AGENT_SECRET)")
     p.add_argument(
@@ -41,15 +59,11 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     return p
 
 
-def agents_in(spool: Path) -> List[str]:
-    """The agent ids that have a backlog directory under ``spool``."""
-    found = set()
-    if spool.is_dir():
-        for entry in spool.iterdir():
-            m = _DIR_NAME.match(entry.name)
-            if m and entry.is_dir() and any(entry.glob("seg-*.log")):
-                found.add(m.group(1).lower())
-    return sorted(found)
+def agents_in(spool: str) -> List[str]:
+    """The agent ids that have a backlog under ``spool``."""
+    from . import _core
+
+    return sorted({t[1] for t in _core.Exporter.spool_targets(spool) if t[4] > 0})
 
 
 def _bar(done: int, total: int, out: TextIO, final: bool = False) -> None:
@@ -68,54 +82,88 @@ def replay_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import InfiniumClient
-    from .exceptions import InfiniumError
+    from . import _core
 
-    spool = Path(args.dir)
     err = sys.stderr
-    if not spool.is_dir():
-        err.write(f"infinium replay: {spool} is not a directory\n")
-        return 2
-    agent_id = args.agent_id or os.environ.get("INFINIUM_AGENT_ID")
-    if not agent_id:
-        agents = agents_in(spool)
-        if len(agents) == 1:
-            agent_id = agents[0]
-        elif not agents:
+    spool = args.dir if args.dir is not None else default_spool_root()
+    if not os.path.isdir(spool):
+        if args.dir is None:
             print(f"nothing to replay in {spool}")
             return 0
-        else:
-            err.write(
-                "infinium replay: backlogs of several agents found "
-                f"({', '.join(agents)}): pass --agent-id\n"
-            )
-            return 2
+        err.write(f"infinium replay: {spool} is not a directory\n")
+        return 2
+    targets = [t for t in _core.Exporter.spool_targets(spool) if t[4] > 0]
+    agent_id = args.agent_id or os.environ.get("INFINIUM_AGENT_ID")
+    if agent_id:
+        targets = [t for t in targets if t[1] == agent_id]
+    elif len({t[1] for t in targets}) > 1:
+        agents = ", ".join(sorted({t[1] for t in targets}))
+        err.write(
+            f"infinium replay: backlogs of several agents found ({agents}): pass --agent-id\n"
+        )
+        return 2
+    if args.base_url:
+        chosen = args.base_url
+        targets = [
+            t for t in targets if t[0] == _core.Exporter.spool_target_dir(t[0].parent, t[1], chosen)
+        ]
+    if not targets:
+        print(f"nothing to replay in {spool}")
+        return 0
     secret = args.agent_secret or os.environ.get("INFINIUM_AGENT_SECRET")
     if not secret:
         err.write("infinium replay: pass --agent-secret or set INFINIUM_AGENT_SECRET\n")
         return 2
+    totals = [0, 0, 0]
+    status = 0
+    for folder, agent, recorded, had_credentials, _ in targets:
+        url = args.to or args.base_url or recorded
+        if had_credentials and not (args.to or args.base_url):
+            err.write(
+                f"infinium replay: the backlog for {recorded} was queued for a URL with "
+                "credentials, which are not stored: pass --base-url with them\n"
+            )
+            status = 1
+            continue
+        root = str(folder.parent)
+        if args.to:
+            _core.Exporter.retarget(folder, root, agent, args.to)
+        code, counts = _replay_target(args, root, agent, secret, url)
+        status = max(status, code)
+        totals = [a + b for a, b in zip(totals, counts)]
+    print(
+        f"replayed {totals[0]} trace(s), {totals[1]} rejected by the server, "
+        f"{totals[2]} left in the spool"
+    )
+    return status
+
+
+def _replay_target(
+    args: argparse.Namespace, root: str, agent: str, secret: str, url: str
+) -> Tuple[int, Tuple[int, int, int]]:
+    """Deliver one target's backlog; (status, (sent, rejected, left))."""
+    from . import InfiniumClient
+    from .exceptions import InfiniumError
+
+    err = sys.stderr
     try:
+        # The backlog of every exporter that is gone is claimed here.
         client = InfiniumClient(
-            agent_id=agent_id,
+            agent_id=agent,
             agent_secret=secret,
-            base_url=args.base_url,
+            base_url=url,
             timeout=args.timeout,
             enable_rate_limiting=not args.no_rate_limit,
             background=True,
-            spool_dir=str(spool),
+            spool_dir=root,
             shutdown_timeout=1.0,
         )
     except InfiniumError as exc:
         err.write(f"infinium replay: {exc}\n")
-        return 2
+        return 2, (0, 0, 0)
     show = not args.quiet
+    done = total = 0
     try:
-        # The first claim of other processes' directories happens at start.
-        deadline = time.monotonic() + 1.0
-        st = client.stats()
-        while st["spool_backlog"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            st = client.stats()
         last_progress = time.monotonic()
         last_done = -1
         while True:
@@ -137,11 +185,7 @@ def run(args: argparse.Namespace) -> int:
         st = client.stats()
         client.close()
     left = st["spool_backlog"]
-    print(
-        f"replayed {st['sent']} trace(s), {st['failed']} rejected by the server, "
-        f"{left} left in the spool"
-    )
-    return 0 if left == 0 else 1
+    return (0 if left == 0 else 1), (st["sent"], st["failed"], left)
 
 
 if __name__ == "__main__":  # pragma: no cover

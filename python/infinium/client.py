@@ -193,10 +193,11 @@ class _Client(Ops):
         # --- background export ---
         background: bool = False,
         max_queue_size: int = 10_000,
-        spool_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        spool_dir: _background.SpoolDir = None,
         durable: bool = False,
         shutdown_timeout: float = 5.0,
         export_concurrency: int = 8,
+        max_spool_bytes: int = _background.DEFAULT_MAX_SPOOL_BYTES,
     ) -> None:
         agent_id = _env(agent_id, "INFINIUM_AGENT_ID")
         agent_secret = _env(agent_secret, "INFINIUM_AGENT_SECRET")
@@ -230,12 +231,13 @@ class _Client(Ops):
         # --- background export ---
         self.background = background
         self.shutdown_timeout = shutdown_timeout
-        self._export_args = dict(
+        self._export_args = _background.export_args(
             max_queue_size=max_queue_size,
-            spool_dir=os.fspath(spool_dir) if spool_dir is not None else None,
+            spool_dir=spool_dir,
             durable=durable,
             shutdown_timeout=shutdown_timeout,
-            concurrency=export_concurrency,
+            export_concurrency=export_concurrency,
+            max_spool_bytes=max_spool_bytes,
         )
         self._exporter = None
         self._export_error = None
@@ -312,15 +314,17 @@ class InfiniumClient(_Client):
         """Release the connection pool. The client cannot be used afterwards.
 
         With ``background=True``: first deliver what is queued, for at most
-        ``shutdown_timeout`` seconds, then spool the rest (with a ``spool_dir``)."""
+        ``shutdown_timeout`` seconds, then save the rest in the spool."""
         exporter, self._exporter = self._exporter, None
         if exporter is not None:
             _background.close(exporter, self.shutdown_timeout)
         self._engine = None
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every trace queued so far is delivered or spooled (True),
-        or ``timeout`` seconds pass (False)."""
+        """Wait until every trace queued so far (and any backlog taken over
+        from the spool) is delivered or rejected by the server: True; False
+        when ``timeout`` seconds pass first, or when traces were dropped
+        since the previous flush (the log says why)."""
         exporter = self._exporter
         if exporter is None:
             return True
@@ -393,15 +397,18 @@ class AsyncInfiniumClient(_Client):
         """Release the connection pool; a later call opens a new one.
 
         With ``background=True``: first deliver what is queued, for at most
-        ``shutdown_timeout`` seconds, then spool the rest (with a ``spool_dir``)."""
+        ``shutdown_timeout`` seconds, then save the rest in the spool."""
         exporter, self._exporter = self._exporter, None
         if exporter is not None:
             await _background.close_async(exporter, self.shutdown_timeout)
         self._engine = None
 
     async def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every trace queued so far is delivered or spooled (True),
-        or ``timeout`` seconds pass (False). Never blocks the event loop."""
+        """Wait until every trace queued so far (and any backlog taken over
+        from the spool) is delivered or rejected by the server: True; False
+        when ``timeout`` seconds pass first, or when traces were dropped
+        since the previous flush (the log says why). Never blocks the event
+        loop."""
         exporter = self._exporter
         if exporter is None:
             return True

@@ -25,20 +25,23 @@ pub struct Item {
 }
 
 /// What the queue holds.
+///
+/// Every trace gets a seq when it is queued (or, for a backlog claimed
+/// from the spool, when it is claimed) and stays in `outstanding` until it
+/// is delivered, rejected or dropped, wherever it is meanwhile: in the
+/// queue, in flight, or in the spool waiting to be read back.
 #[derive(Debug, Default)]
 pub struct State {
     pub queue: VecDeque<Item>,
     pub in_flight: HashMap<u64, Item>,
-    /// Seqs queued or in flight (for `flush`).
+    /// Seqs not delivered, rejected or dropped yet (for `flush`).
     pub outstanding: BTreeSet<u64>,
     pub next_seq: u64,
     pub closed: bool,
 }
 
-impl State {
-    pub fn new_item(&mut self, key: String, body: Bytes, spool: Option<SpoolRef>) -> Item {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+impl Item {
+    pub fn new(seq: u64, key: String, body: Bytes, spool: Option<SpoolRef>) -> Item {
         Item {
             seq,
             key,
@@ -48,9 +51,24 @@ impl State {
             replayed: false,
         }
     }
+}
 
+impl State {
+    /// `n` new seqs, outstanding from now on; the first of them.
+    pub fn reserve(&mut self, n: u64) -> u64 {
+        let first = self.next_seq;
+        self.next_seq += n;
+        self.outstanding.extend(first..first + n);
+        first
+    }
+
+    /// A new outstanding item.
+    pub fn new_item(&mut self, key: String, body: Bytes, spool: Option<SpoolRef>) -> Item {
+        Item::new(self.reserve(1), key, body, spool)
+    }
+
+    /// Queue an item whose seq is outstanding.
     pub fn push(&mut self, item: Item) {
-        self.outstanding.insert(item.seq);
         self.queue.push_back(item);
     }
 
@@ -61,10 +79,15 @@ impl State {
         Some(item)
     }
 
-    /// Forget an item entirely (delivered, failed, spooled, dropped).
+    /// Forget an item entirely (delivered, failed, dropped).
     pub fn finish(&mut self, seq: u64) -> Option<Item> {
         self.outstanding.remove(&seq);
         self.in_flight.remove(&seq)
+    }
+
+    /// Every item held in memory (queued or in flight).
+    pub fn items_mut(&mut self) -> impl Iterator<Item = &mut Item> {
+        self.queue.iter_mut().chain(self.in_flight.values_mut())
     }
 
     /// Everything enqueued before `mark` is done.
@@ -82,6 +105,11 @@ pub struct Counters {
     pub spooled: AtomicU64,
     pub replayed: AtomicU64,
     pub dropped: AtomicU64,
+    /// Records taken over from the spool directories of exporters that
+    /// are gone.
+    pub claimed: AtomicU64,
+    /// Damaged regions found in spool segments.
+    pub unreadable: AtomicU64,
 }
 
 impl Counters {

@@ -141,31 +141,55 @@ async fn send(inner: Arc<Inner>, item: Item) {
     inner.complete(item.seq, done);
 }
 
-/// Feed the spool's backlog into the queue whenever it has room; claim
-/// the directories of processes that are gone now and then.
+/// How often the replayer looks for the backlog of exporters that are gone,
+/// and checks that its spool directory still exists.
+const CLAIM_EVERY: Duration = Duration::from_secs(2);
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Feed the spool's backlog into the queue whenever it has room; now and
+/// then claim the directories of exporters that are gone and check that
+/// the spool directory was not deleted.
 pub async fn replayer(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
-    let mut last_claim: Option<Instant> = None;
+    let mut last_claim = Instant::now();
+    let mut last_check = Instant::now();
     loop {
         if *stop.borrow() {
             return;
         }
-        if last_claim.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
-            last_claim = Some(Instant::now());
+        let claim = last_claim.elapsed() >= CLAIM_EVERY;
+        let check = last_check.elapsed() >= CHECK_EVERY;
+        if claim || check {
+            if claim {
+                last_claim = Instant::now();
+            }
+            if check {
+                last_check = Instant::now();
+            }
             let inner2 = inner.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Some(s) = &inner2.spool {
-                    s.lock().claim_foreign();
+                if check {
+                    inner2.check_spool_dir();
+                }
+                if claim {
+                    inner2.claim();
                 }
             })
             .await;
-            inner.drain_spool_warnings();
         }
         if inner.replay_some() {
             continue;
         }
+        // With a backlog, look again soon (room in the queue, records whose
+        // retry pause is over); without, when something is spooled.
+        let wait = if inner.backlog() > 0 {
+            Duration::from_millis(100)
+        } else {
+            CHECK_EVERY
+        };
         tokio::select! {
             _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = inner.spooled.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
